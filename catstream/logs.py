@@ -1,0 +1,52 @@
+"""structlog configuration: JSON when not on a terminal, readable on one.
+
+Use ``get_logger(__name__).bind(product_id=..., topic=..., partition=..., offset=...)``
+so every line about an event carries where it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and stdlib logging once per process."""
+    global _configured
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    # Third-party chatter (faust, aiokafka, urllib3) is useful only when debugging.
+    for noisy in ("aiokafka", "faust", "mode", "urllib3", "elastic_transport", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    _configured = True
+
+
+def get_logger(name: str | None = None, **context: Any) -> Any:
+    """A structlog logger bound to ``context``."""
+    if not _configured:
+        configure_logging()
+    return structlog.get_logger(name).bind(**context)

@@ -1,0 +1,85 @@
+"""Every Prometheus metric catstream exposes, defined in one place.
+
+Stages import the metric objects from here; the worker's ``/metrics`` serves
+``REGISTRY``. Names follow ``catstream_<stage>_<what>_<unit>``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "catstream_events_total",
+    "Events handled, by stage and outcome",
+    ["stage", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "catstream_dead_letters_total",
+    "Events sent to the dead-letter topic, by stage and error class",
+    ["stage", "error"],
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "catstream_stage_seconds",
+    "Time spent handling one event or batch, by stage",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "catstream_batch_size",
+    "Products per micro-batch, by stage",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+TRITON_SECONDS = Histogram(
+    "catstream_triton_request_seconds",
+    "Triton inference latency, by model",
+    ["model"],
+    registry=REGISTRY,
+)
+TRITON_ERRORS = Counter(
+    "catstream_triton_errors_total",
+    "Failed Triton calls (each retry counts), by model",
+    ["model"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "catstream_consumer_lag",
+    "Records between the committed offset and the end of the partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+REVIEW_ITEMS = Counter(
+    "catstream_review_items_total",
+    "Products considered for review, by outcome (sent, over_budget, duplicate)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+STALE_EVENTS = Counter(
+    "catstream_stale_events_total",
+    "Events dropped because a newer update for the product was already seen",
+    registry=REGISTRY,
+)
+SINK_WRITES = Counter(
+    "catstream_sink_writes_total",
+    "Documents written by a sink, by sink and operation",
+    ["sink", "op"],
+    registry=REGISTRY,
+)
+SINK_RETRIES = Counter(
+    "catstream_sink_retries_total",
+    "Sink retries after a recoverable error, by sink",
+    ["sink"],
+    registry=REGISTRY,
+)
+DEGRADED = Gauge(
+    "catstream_degraded",
+    "1 while a dependency is unavailable and the worker is retrying, by dependency",
+    ["dependency"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,178 @@
+"""One typed settings object for every catstream process.
+
+Every field reads an environment variable ``CATSTREAM_<FIELD>`` (upper case).
+Defaults point at the local stack; ``catstream stack up`` writes the URLs it
+chose to ``.catstream/stack.env``, which is read *under* the real environment,
+so an exported variable always wins (that is how production URLs are set).
+Secrets are ``SecretStr``: they never appear in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("CATSTREAM_HOME", PROJECT_ROOT / ".catstream"))
+
+
+def stack_env_file() -> Path:
+    """Where ``catstream stack up`` writes the URLs of the services it started."""
+    return _default_home() / "stack.env"
+
+
+TOPIC_KEYS = (
+    "raw",
+    "normalised",
+    "predictions",
+    "embeddings",
+    "review",
+    "labels",
+    "deadletter",
+)
+
+
+class Settings(BaseSettings):
+    """All configuration. Field ``foo_bar`` is set by ``CATSTREAM_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CATSTREAM_",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- where things live ---------------------------------------------------
+    home: Path = Field(default_factory=_default_home, description="Data dir of the local stack")
+    taxonomy_path: Path = Field(
+        default=PROJECT_ROOT / "catstream" / "data" / "google_product_taxonomy.en-US.txt",
+        description="Category tree (Google taxonomy format)",
+    )
+    model_repository: Path = Field(
+        default=PROJECT_ROOT / "triton_models" / "repository",
+        description="Triton model repository served by the local stack",
+    )
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca: Path | None = None
+    topic_prefix: str = Field(default="", description="Prepended to every topic name")
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    max_message_bytes: int = 1_000_000
+
+    # --- Elasticsearch -------------------------------------------------------
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_username: str | None = None
+    elasticsearch_password: SecretStr | None = None
+    elasticsearch_ca: Path | None = None
+    elasticsearch_index: str = "catstream-products"
+    elasticsearch_bulk_size: int = 500
+    elasticsearch_concurrency: int = 2
+    elasticsearch_max_requests_per_s: float = 20.0
+
+    # --- Triton --------------------------------------------------------------
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_http_url: str = "http://127.0.0.1:8000"
+    triton_timeout_s: float = 10.0
+    triton_retries: int = 5
+    text_encoder_model: str = "text_encoder"
+    image_encoder_model: str = "image_encoder"
+    categoriser_model: str = "categoriser"
+
+    # --- Milvus --------------------------------------------------------------
+    milvus_uri: str = "http://127.0.0.1:19530"
+    milvus_token: SecretStr | None = None
+    milvus_collection: str = "catstream_products"
+    milvus_index_type: Literal["FLAT", "IVF_FLAT", "HNSW"] = "FLAT"
+    milvus_batch_size: int = 256
+
+    # --- stream processing ---------------------------------------------------
+    app_id: str = "catstream"
+    worker_instance_id: str = Field(
+        default="worker-0",
+        description="Static group membership id of this worker slot (survives kill -9)",
+    )
+    worker_web_port: int = 6066
+    categorisation_fields: tuple[str, ...] = (
+        "title",
+        "description",
+        "brand",
+        "raw_category",
+        "gender",
+        "image_urls",
+    )
+    batch_max_products: int = 64
+    batch_max_wait_ms: int = 20
+    max_batches_in_flight: int = 4
+    field_max_chars: int = 5000
+    image_fetch_timeout_s: float = 3.0
+    image_max_bytes: int = 5_000_000
+    image_allow_private: bool = False
+    deadletter_max_ratio: float = Field(
+        default=0.9,
+        description="Stop loudly when more than this share of a window is dead-lettered",
+    )
+    deadletter_window: int = 1000
+
+    # --- review routing ------------------------------------------------------
+    review_measure: Literal["margin", "entropy", "probability"] = "margin"
+    review_threshold: float = 0.2
+    review_budget_per_window: int = 100
+    review_window_s: float = 60.0
+    review_dedup_cosine: float = 0.98
+    target_precision: float = 0.9
+
+    # --- logging -------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    def topic(self, key: str) -> str:
+        """Full topic name for a logical topic key, e.g. ``raw`` → ``products.raw``."""
+        if key not in TOPIC_KEYS:
+            raise KeyError(f"unknown topic {key!r}; expected one of {', '.join(TOPIC_KEYS)}")
+        return f"{self.topic_prefix}products.{key}"
+
+    def all_topics(self) -> list[str]:
+        return [self.topic(k) for k in TOPIC_KEYS]
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from (in increasing priority) defaults, stack.env, the environment, overrides."""
+    stack_values = _read_env_file(stack_env_file())
+    for name, value in stack_values.items():
+        os.environ.setdefault(name, value)
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, loaded once."""
+    return load_settings()
