@@ -1,0 +1,56 @@
+"""The Faust application: one per worker process, built from Settings.
+
+Choices that matter for delivery guarantees:
+
+* ``consumer_group_instance_id`` (static membership): the local broker never
+  evicts a consumer killed with ``kill -9``; a restarted worker with the same
+  slot id takes its partitions back at once.
+* ``processing_guarantee="at_least_once"`` with acks after an event's outputs
+  are sent; Faust flushes the producer before every offset commit.
+* ``store="memory://"``: tables are rebuilt from their changelog topics on
+  start, so the only durable state is in Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from catstream.kafka_config import faust_broker_options
+from catstream.settings import Settings
+from streams.offset_tracking import install_offset_fix
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A configured (not yet started) Faust app with no agents."""
+    install_offset_fix()
+    options: dict[str, Any] = faust_broker_options(settings)
+    return faust.App(
+        settings.app_id,
+        **options,
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_group_instance_id=f"{settings.app_id}-{settings.worker_instance_id}",
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        stream_wait_empty=True,
+        broker_commit_interval=1.0,
+        store="memory://",
+        datadir=str(settings.home / "faust" / settings.worker_instance_id),
+        web_enabled=False,
+        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+    )
+
+
+def product_topic(app: faust.App, settings: Settings, key: str) -> faust.TopicT:
+    """The faust topic for a logical catstream topic (``raw``, ``normalised``, ...)."""
+    return app.topic(
+        settings.topic(key),
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication,
+        value_serializer="raw",
+        key_serializer="raw",
+    )

@@ -1,0 +1,49 @@
+"""Assembling and running the worker: Faust app, agents, and optional extras."""
+
+from __future__ import annotations
+
+import faust
+
+from catstream.logs import get_logger
+from catstream.settings import Settings
+from streams.agents.normalise import register_normalise_agent
+from streams.app import create_app
+from streams.topics import create_topics
+
+log = get_logger(__name__)
+
+
+def build_app(settings: Settings, agents: list[str]) -> faust.App:
+    app = create_app(settings)
+    if "normalise" in agents:
+        register_normalise_agent(app, settings)
+    if "infer" in agents:
+        from streams.agents.infer import register_infer_agent
+
+        register_infer_agent(app, settings)
+    return app
+
+
+def run_worker(settings: Settings, *, agents: list[str], sinks: bool, api: bool) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    create_topics(settings)
+    app = build_app(settings, agents)
+    if sinks:
+        from workers.worker_services import attach_sinks
+
+        attach_sinks(app, settings)
+    if api:
+        from workers.worker_services import attach_api
+
+        attach_api(app, settings)
+    log.info(
+        "worker_starting",
+        agents=agents,
+        sinks=sinks,
+        api=api,
+        instance=settings.worker_instance_id,
+        kafka=settings.kafka_bootstrap,
+    )
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
+    return 0
