@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
-from confluent_kafka import NewTopic
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
