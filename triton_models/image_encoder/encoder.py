@@ -179,7 +179,7 @@ def build_torch_model(weights_path: Path | None = None) -> LiteFeatures:
     return model
 
 
-def _onnx_session(onnx_path: Path, num_threads: int | None) -> Any:
+def _onnx_session(onnx_path: Path, num_threads: int | None, providers: list[str]) -> Any:
     import onnxruntime as ort
 
     if not onnx_path.exists():
@@ -192,8 +192,10 @@ def _onnx_session(onnx_path: Path, num_threads: int | None) -> Any:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A provider this onnxruntime build lacks (CUDA on a CPU wheel) is skipped, never fatal.
+    usable = [name for name in providers if name in ort.get_available_providers()]
     return ort.InferenceSession(
-        str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        str(onnx_path), sess_options=options, providers=usable or ["CPUExecutionProvider"]
     )
 
 
@@ -202,7 +204,8 @@ class ImageEncoder:
 
     ``ImageEncoder()`` runs torch; ``ImageEncoder(backend="onnx", onnx_path=p)``
     runs ONNX Runtime on a graph exported by :func:`export.export_onnx`.
-    ``num_threads`` bounds the intra-op threads (``None`` keeps the library default).
+    ``num_threads`` bounds the intra-op threads (``None`` keeps the library default);
+    ``providers`` lists ONNX Runtime execution providers in order of preference.
     """
 
     def __init__(
@@ -212,6 +215,7 @@ class ImageEncoder:
         onnx_path: Path | str | None = None,
         num_threads: int | None = None,
         max_batch: int = 64,
+        providers: list[str] | None = None,
     ) -> None:
         self.backend = backend
         self.max_batch = max_batch
@@ -224,7 +228,9 @@ class ImageEncoder:
         elif backend == "onnx":
             if onnx_path is None:
                 raise ValueError("backend='onnx' needs onnx_path=; export one with export.py")
-            self._session = _onnx_session(Path(onnx_path), num_threads)
+            self._session = _onnx_session(
+                Path(onnx_path), num_threads, providers or ["CPUExecutionProvider"]
+            )
         else:
             raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
 

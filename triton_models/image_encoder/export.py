@@ -59,6 +59,7 @@ def export_onnx(output: Path, *, opset: int = OPSET) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; Triton may run as another user
         os.replace(tmp_name, output)
     finally:
         if os.path.exists(tmp_name):
