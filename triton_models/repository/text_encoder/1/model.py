@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
@@ -39,7 +40,7 @@ def _parameter(config: dict[str, Any], key: str, default: str) -> str:
     return str(entry.get("string_value", default)) or default
 
 
-def _decode(rows: np.ndarray) -> list[str]:
+def _decode(rows: npt.NDArray[np.object_]) -> list[str]:
     """Sentences from a TYPE_STRING tensor (bytes objects); invalid UTF-8 raises."""
     return [
         row.decode("utf-8") if isinstance(row, bytes) else str(row)
@@ -119,7 +120,7 @@ class TritonPythonModel:
     def _error(error: Any) -> Any:
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         with torch.inference_mode():
             result = self.model.encode(
                 texts,
