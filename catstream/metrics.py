@@ -83,3 +83,27 @@ DEGRADED = Gauge(
     ["dependency"],
     registry=REGISTRY,
 )
+SINK_CONFLICTS = Counter(
+    "catstream_sink_version_conflicts_total",
+    "Writes refused with 409 because the stored document changed or is newer, by sink and kind",
+    ["sink", "kind"],
+    registry=REGISTRY,
+)
+IMAGE_FETCHES = Counter(
+    "catstream_image_fetches_total",
+    "Product image fetches, by outcome (ok or a failure reason) and source (network|memory|disk)",
+    ["outcome", "source"],
+    registry=REGISTRY,
+)
+IMAGE_FETCH_SECONDS = Histogram(
+    "catstream_image_fetch_seconds",
+    "Time to download one product image from the network (cache hits excluded)",
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10),
+)
+IMAGE_FETCH_BYTES = Histogram(
+    "catstream_image_fetch_bytes",
+    "Size of product images downloaded from the network",
+    registry=REGISTRY,
+    buckets=(1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7),
+)

@@ -1,0 +1,342 @@
+"""The Elasticsearch sink: normalised products and predictions → one document each.
+
+``flush()`` reads what is stored for the buffered products (one ``mget`` per
+chunk), plans the writes (``workers/elasticsearch_plan.py``), and sends them as
+``_bulk`` requests, at most ``elasticsearch_concurrency`` at a time and no more
+than ``elasticsearch_max_requests_per_s``. Per item:
+
+* success, or a stale event → the product leaves the buffer;
+* 409 on the document (someone wrote it since we read it) → re-read and re-plan;
+* 429 / rejected / 5xx → stays buffered, and ``RecoverableError`` makes the
+  runner back off and flush again (only the failed products are re-sent);
+* 400 (the document does not fit the mapping) → its normalised records are
+  dead-lettered with the reason; its prediction is written without them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka import Producer
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+
+from catstream.deadletters import dead_letter_event
+from catstream.errors import InvalidMessage, RecoverableError
+from catstream.kafka_config import librdkafka_config
+from catstream.logs import get_logger
+from catstream.metrics import DEAD_LETTERS, SINK_CONFLICTS, SINK_WRITES, STALE_EVENTS
+from catstream.settings import Settings
+from workers.elasticsearch_documents import NormalisedUpsert, SinkEvent, decode
+from workers.elasticsearch_index import elasticsearch_client, ensure_indices, tombstone_index
+from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
+from workers.sink import SinkMessage
+
+SINK_NAME = "elasticsearch"
+MAX_REPLANS = 5
+_RECOVERABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+T = TypeVar("T")
+
+DeadLetterFn = Callable[[SinkMessage, InvalidMessage], None]
+
+
+class RequestPacer:
+    """Spaces requests to at most ``rate`` per second across threads."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        """Reserve the next slot; returns how long the caller must wait for it."""
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+            return slot - now
+
+    def wait(self) -> None:
+        pause = self.delay()
+        if pause > 0:
+            time.sleep(pause)
+
+
+@dataclass(frozen=True, slots=True)
+class _Buffered:
+    message: SinkMessage
+    event: SinkEvent | None
+
+
+class ElasticsearchSink:
+    """A ``workers.sink.Sink`` that keeps ``settings.elasticsearch_index`` current."""
+
+    name = SINK_NAME
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Elasticsearch | None = None,
+        dead_letter: DeadLetterFn | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client or elasticsearch_client(settings)
+        self.index = settings.elasticsearch_index
+        self.tombstones = tombstone_index(settings)
+        self.log = get_logger(__name__, sink=SINK_NAME, index=self.index)
+        self._topics = (settings.topic("normalised"), settings.topic("predictions"))
+        self._pending: dict[str, list[_Buffered]] = {}
+        self._pool = ThreadPoolExecutor(max(1, settings.elasticsearch_concurrency), "es-bulk")
+        self._pacer = RequestPacer(settings.elasticsearch_max_requests_per_s)
+        self._dead_letter = dead_letter or self._publish_dead_letter
+        self._producer: Producer | None = None
+        self._ready = False
+
+    # ------------------------------------------------------------------ Sink API
+
+    def add(self, message: SinkMessage) -> None:
+        event = decode(message, *self._topics)
+        product_id = message.product_id or ""
+        self._pending.setdefault(product_id, []).append(_Buffered(message, event))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._call(self._ensure_ready)
+        for _ in range(MAX_REPLANS):
+            retry_now, failed = self._flush_round()
+            if failed:
+                raise RecoverableError(
+                    "elasticsearch",
+                    f"{len(failed)} products not written ({failed[0]}); "
+                    "they stay buffered and are retried with back-off",
+                )
+            if not retry_now:
+                return
+        raise RecoverableError(
+            "elasticsearch",
+            f"{len(self._pending)} products kept changing while being written; retrying",
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._producer is not None:
+            self._producer.flush(30)
+        self.client.close()
+
+    @property
+    def pending_products(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ one round
+
+    def _ensure_ready(self) -> None:
+        if not self._ready:
+            ensure_indices(self.client, self.settings)
+            self._ready = True
+
+    def _flush_round(self) -> tuple[bool, list[str]]:
+        """Read, plan and write every pending product once.
+
+        Returns (some products must be re-planned now, reasons products failed).
+        """
+        product_ids = list(self._pending)
+        stored = self._read(product_ids)
+        plans = [
+            plan_product(pid, stored[pid], [b.event for b in self._pending[pid]])
+            for pid in product_ids
+        ]
+        actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]] = []
+        for plan in plans:
+            if not plan.has_writes:
+                self._settle(plan)
+            actions.extend((plan, kind, body) for kind, body in self._bulk_actions(plan))
+        results = self._bulk(actions)
+        return self._apply_results(plans, actions, results)
+
+    def _read(self, product_ids: list[str]) -> dict[str, StoredProduct]:
+        chunks = _chunks(product_ids, self.settings.elasticsearch_bulk_size)
+        stored: dict[str, StoredProduct] = {}
+        for part in self._pool.map(lambda ids: self._call(lambda: self._mget(ids)), chunks):
+            stored.update(part)
+        return stored
+
+    def _mget(self, product_ids: list[str]) -> dict[str, StoredProduct]:
+        docs = [{"_index": self.index, "_id": pid} for pid in product_ids]
+        docs += [{"_index": self.tombstones, "_id": pid} for pid in product_ids]
+        found = self.client.mget(docs=docs)["docs"]
+        result: dict[str, StoredProduct] = {}
+        count = len(product_ids)
+        for pid, doc, tomb in zip(product_ids, found[:count], found[count:], strict=True):
+            for item in (doc, tomb):
+                if "error" in item:
+                    raise RecoverableError("elasticsearch", f"mget failed: {item['error']}")
+            result[pid] = StoredProduct(
+                source=doc["_source"] if doc.get("found") else None,
+                seq_no=doc.get("_seq_no"),
+                primary_term=doc.get("_primary_term"),
+                deleted_at=tomb["_source"]["deleted_at"] if tomb.get("found") else None,
+            )
+        return result
+
+    def _bulk_actions(self, plan: ProductPlan) -> Iterable[tuple[str, list[dict[str, Any]]]]:
+        pid = plan.product_id
+        if plan.tombstone is not None:
+            header = {
+                "_index": self.tombstones,
+                "_id": pid,
+                "version": plan.tombstone,
+                "version_type": "external_gte",
+            }
+            body = {"product_id": pid, "deleted_at": plan.tombstone}
+            yield "tombstone", [{"index": header}, body]
+        write = plan.write
+        if write is None:
+            return
+        target: dict[str, Any] = {"_index": self.index, "_id": pid}
+        if write.kind != "create":
+            target |= {"if_seq_no": write.seq_no, "if_primary_term": write.primary_term}
+        lines: list[dict[str, Any]] = [{write.kind: target}]
+        if write.source is not None:
+            lines.append(write.source)
+        yield write.kind, lines
+
+    def _bulk(
+        self, actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]]
+    ) -> list[dict[str, Any]]:
+        chunks = _chunks(actions, self.settings.elasticsearch_bulk_size)
+
+        def send(chunk: list[tuple[ProductPlan, str, list[dict[str, Any]]]]) -> Any:
+            operations = [line for _, _, lines in chunk for line in lines]
+            return self._call(lambda: self.client.bulk(operations=operations)["items"])
+
+        items: list[dict[str, Any]] = []
+        for part in self._pool.map(send, chunks):
+            items.extend(next(iter(item.values())) for item in part)
+        return items
+
+    def _apply_results(
+        self,
+        plans: list[ProductPlan],
+        actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]],
+        results: list[dict[str, Any]],
+    ) -> tuple[bool, list[str]]:
+        outcome: dict[str, str] = {p.product_id: "ok" for p in plans if p.has_writes}
+        failures: list[str] = []
+        for (plan, kind, _), item in zip(actions, results, strict=True):
+            verdict = self._verdict(plan, kind, item)
+            if verdict == "failed":
+                failures.append(f"{plan.product_id}: {_error_text(item)}")
+            if verdict != "ok" and outcome[plan.product_id] != "failed":
+                outcome[plan.product_id] = verdict
+        retry_now = False
+        for plan in plans:
+            final = outcome.get(plan.product_id)
+            if final == "ok":
+                self._settle(plan)
+            elif final in ("conflict", "invalid"):
+                retry_now = True
+        return retry_now, failures
+
+    def _verdict(self, plan: ProductPlan, kind: str, item: dict[str, Any]) -> str:
+        status = int(item.get("status", 500))
+        if status < 300:
+            SINK_WRITES.labels(sink=SINK_NAME, op=kind).inc()
+            return "ok"
+        if status == 409:
+            SINK_CONFLICTS.labels(sink=SINK_NAME, kind=kind).inc()
+            # A newer tombstone already exists: ours is stale, which is fine.
+            return "ok" if kind == "tombstone" else "conflict"
+        if status == 400 and kind in ("create", "index"):
+            self._reject_normalised(plan.product_id, _error_text(item))
+            return "invalid"
+        return "failed"
+
+    def _settle(self, plan: ProductPlan) -> None:
+        STALE_EVENTS.inc(plan.stale)
+        if plan.ignored:
+            SINK_WRITES.labels(sink=SINK_NAME, op="ignored").inc(len(plan.ignored))
+        self._pending.pop(plan.product_id, None)
+
+    def _reject_normalised(self, product_id: str, reason: str) -> None:
+        """Dead-letter the product's normalised records; keep the rest to write without them."""
+        buffered = self._pending.get(product_id, [])
+        rejected = [b for b in buffered if isinstance(b.event, NormalisedUpsert)] or buffered
+        for item in rejected:
+            self._dead_letter(
+                item.message,
+                InvalidMessage(
+                    f"Elasticsearch refused the document: {reason}; fix the field in the "
+                    "normaliser or feed mapping, then replay it with catstream deadletter replay",
+                    error_class="MappingError",
+                ),
+            )
+        kept = [b for b in buffered if b not in rejected]
+        if kept:
+            self._pending[product_id] = kept
+        else:
+            self._pending.pop(product_id, None)
+
+    def _publish_dead_letter(self, message: SinkMessage, exc: InvalidMessage) -> None:
+        if self._producer is None:
+            self._producer = Producer(librdkafka_config(self.settings, **{"linger.ms": 5}))
+        event = dead_letter_event(
+            value=message.value,
+            key=message.key,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            stage=SINK_NAME,
+            error_class=exc.error_class,
+            reason=exc.reason,
+        )
+        self._producer.produce(
+            self.settings.topic("deadletter"),
+            key=message.key,
+            value=json.dumps(event.model_dump(mode="json")).encode(),
+        )
+        # Durable before the runner commits the offset it replaces.
+        if self._producer.flush(30) > 0:
+            raise RecoverableError("kafka", "dead letter not acknowledged within 30 s")
+        DEAD_LETTERS.labels(stage=SINK_NAME, error=exc.error_class).inc()
+        self.log.warning("dead_lettered", product_id=message.product_id, reason=exc.reason)
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """Run one paced request; transport and overload errors become recoverable."""
+        self._pacer.wait()
+        try:
+            return request()
+        except ApiError as exc:
+            if exc.meta.status in _RECOVERABLE_STATUS or exc.meta.status >= 500:
+                raise RecoverableError("elasticsearch", f"{exc.meta.status} {exc.message}") from exc
+            raise RecoverableError(
+                "elasticsearch",
+                f"{exc.meta.status} {exc.message}; check CATSTREAM_ELASTICSEARCH_* settings "
+                "(URL, credentials, index name)",
+            ) from exc
+        except TransportError as exc:
+            raise RecoverableError(
+                "elasticsearch",
+                f"{type(exc).__name__} talking to {self.settings.elasticsearch_url}: {exc}",
+            ) from exc
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _error_text(item: dict[str, Any]) -> str:
+    error = item.get("error") or {}
+    if isinstance(error, dict):
+        return f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    return str(error)
