@@ -159,6 +159,11 @@ class MilvusSink:
         self._buffer.pop(product_id, None)
         self._buffer[product_id] = row
 
+    @property
+    def pending(self) -> dict[str, Row | None]:
+        """What the next flush writes: product id → row, or None to delete."""
+        return dict(self._buffer)
+
     def flush(self) -> None:
         if not self._buffer:
             return

@@ -111,7 +111,7 @@ def combined_score(text: float, image: float | None) -> float:
     return text if image is None else (text + image) / 2
 
 
-def _category_ids(entity: dict[str, Any]) -> list[int]:
+def category_ids_of(entity: dict[str, Any]) -> list[int]:
     ids = [int(entity.get(name, 0)) for name in LEVEL_FIELDS]
     return ids[: ids.index(0)] if 0 in ids else ids
 
@@ -176,7 +176,7 @@ class SimilarProducts:
             product_id=product_id,
             text_vector=[float(x) for x in row["text_vector"]],
             image_vector=[float(x) for x in row["image_vector"]] if row["has_image"] else None,
-            category_ids=_category_ids(row),
+            category_ids=category_ids_of(row),
         )
 
     def _search(
@@ -200,7 +200,7 @@ class SimilarProducts:
             SimilarProduct(
                 product_id=str(hit["product_id"]),
                 score=float(hit["distance"]),
-                category_ids=_category_ids(hit["entity"]),
+                category_ids=category_ids_of(hit["entity"]),
                 category_path=str(hit["entity"].get("category_path", "")),
                 text_score=float(hit["distance"]) if by == "text" else None,
                 image_score=float(hit["distance"]) if by == "image" else None,
@@ -229,7 +229,7 @@ class SimilarProducts:
         return SimilarProduct(
             product_id=product_id,
             score=combined_score(text, image),
-            category_ids=_category_ids(entity),
+            category_ids=category_ids_of(entity),
             category_path=str(entity.get("category_path", "")),
             text_score=text,
             image_score=image,
