@@ -96,9 +96,7 @@ def _initial_state(stored: StoredProduct) -> _State:
     if source is None:
         return _State(None, None, None, None, stored.deleted_at)
     versions = source.get("versions") or {}
-    normalised = {
-        k: v for k, v in source.items() if k not in PREDICTION_GROUP and k != "versions"
-    }
+    normalised = {k: v for k, v in source.items() if k not in PREDICTION_GROUP and k != "versions"}
     prediction = {k: source[k] for k in PREDICTION_GROUP if k in source}
     has_prediction = versions.get("prediction") is not None
     return _State(
