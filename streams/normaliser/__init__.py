@@ -1,0 +1,10 @@
+"""Pure product normalisation, shared by the stream worker and training.
+
+Nothing here does I/O: ``normalise_product`` turns a ``RawProduct`` into a
+``NormalisedProduct`` and ``fingerprint`` hashes the categorisation fields.
+"""
+
+from streams.normaliser.fingerprint import fingerprint
+from streams.normaliser.product import as_raw, normalise_product
+
+__all__ = ["as_raw", "fingerprint", "normalise_product"]
