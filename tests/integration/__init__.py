@@ -1,0 +1,1 @@
+"""Integration tests: real local services through the session fixtures in tests/conftest.py."""
