@@ -178,9 +178,7 @@ def _check_existing(client: MilvusClient, spec: CollectionSpec) -> None:
 
 def count_rows(client: MilvusClient, name: str) -> int:
     """Exact row count, seeing every acknowledged write (strong consistency)."""
-    result = client.query(
-        name, filter="", output_fields=["count(*)"], consistency_level="Strong"
-    )
+    result = client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
     return int(result[0]["count(*)"])
 
 

@@ -77,9 +77,7 @@ def check_request(k: int, level: int, by: str) -> None:
     if not 1 <= k <= MAX_K:
         raise SimilarError(f"k={k} is out of range: ask for 1 to {MAX_K} products")
     if not 0 <= level <= MAX_LEVELS:
-        raise SimilarError(
-            f"level={level} is out of range: use 0 (all categories) to {MAX_LEVELS}"
-        )
+        raise SimilarError(f"level={level} is out of range: use 0 (all categories) to {MAX_LEVELS}")
     if by not in SIMILAR_BY:
         raise SimilarError(f"by={by!r} is not supported: use one of {', '.join(SIMILAR_BY)}")
 

@@ -1,0 +1,322 @@
+"""The Milvus sink against real Kafka and a real Milvus (milvus-lite server).
+
+Embedding events and tombstones are produced to a unique topic; the sink runner
+consumes them in a thread; the tests then read Milvus back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from catstream.kafka_config import librdkafka_config
+from catstream.metrics import REGISTRY
+from catstream.settings import Settings
+from streams.topics import create_topics
+from workers.milvus_collection import (
+    IMAGE_DIM,
+    TEXT_DIM,
+    CollectionMismatch,
+    CollectionSpec,
+    connect,
+    count_rows,
+    ensure_collection,
+)
+from workers.milvus_sink import build_milvus_sink_runner
+from workers.sink_runner import SinkRunner
+
+WAIT_S = 60.0
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def embedding_event(product_id: str, rng: random.Random, version: str = "v1") -> dict[str, Any]:
+    top = rng.choice([101, 102, 103])
+    return {
+        "product_id": product_id,
+        "model_version": version,
+        "text_embedding": [rng.uniform(-1, 1) for _ in range(TEXT_DIM)],
+        "image_embedding": (
+            [rng.uniform(0, 1) for _ in range(IMAGE_DIM)] if rng.random() < 0.5 else None
+        ),
+        "category_ids": [top, top * 10 + rng.randint(1, 3)],
+        "category_path": [f"Top {top}", f"Sub {top}"],
+        "fingerprint": uuid.uuid4().hex,
+        "updated_at": int(time.time() * 1000),
+    }
+
+
+def produce(settings: Settings, records: list[tuple[str, dict[str, Any] | None]]) -> None:
+    """Publish (key, event) pairs in order; None is a tombstone."""
+    producer = Producer(librdkafka_config(settings, **{"linger.ms": 5}))
+    topic = settings.topic("embeddings")
+    for key, value in records:
+        body = json.dumps(value).encode() if value is not None else None
+        producer.produce(topic, key=key.encode(), value=body)
+    assert producer.flush(30) == 0, "producer could not deliver every record to Kafka"
+
+
+def consumed_everything(settings: Settings) -> bool:
+    """True when the sink's group has committed up to the end of every partition."""
+    topic = settings.topic("embeddings")
+    probe = Consumer(librdkafka_config(settings, **{"group.id": f"{settings.app_id}-milvus-sink"}))
+    try:
+        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        for tp in committed:
+            _, high = probe.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    finally:
+        probe.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+class RunningSink:
+    """The worker's Milvus sink runner in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.runner: SinkRunner = build_milvus_sink_runner(settings, batch_size=50)
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name="milvus-sink-test", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:  # surfaced by stop(); a thread cannot raise to the test
+            self.errors.append(exc)
+
+    def __enter__(self) -> RunningSink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "sink runner did not stop within 30 s"
+
+
+def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    consumer = Consumer(
+        librdkafka_config(
+            settings,
+            **{"group.id": f"dl-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"},
+        )
+    )
+    consumer.subscribe([settings.topic("deadletter")])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while len(found) < expected and time.monotonic() < deadline:
+        record = consumer.poll(0.5)
+        value = record.value() if record is not None and record.error() is None else None
+        if value:
+            found.append(json.loads(value))
+    consumer.close()
+    return found
+
+
+@pytest.fixture
+def sink_settings(topic_settings: Settings) -> Settings:
+    # A unique app id gives each test its own consumer group.
+    settings = topic_settings.model_copy(update={"app_id": f"test-{uuid.uuid4().hex[:8]}"})
+    create_topics(settings)
+    return settings
+
+
+# ------------------------------------------------------------------------- tests
+
+
+def test_upserts_and_deletes_reach_milvus_and_replays_add_no_duplicates(
+    sink_settings: Settings,
+) -> None:
+    rng = random.Random(5)
+    events = {f"p{i:03d}": embedding_event(f"p{i:03d}", rng) for i in range(120)}
+    records: list[tuple[str, dict[str, Any] | None]] = list(events.items())
+    deleted = [f"p{i:03d}" for i in range(0, 120, 10)]  # 12 deletes
+    records += [(pid, None) for pid in deleted]
+    # Deleted then re-created: must exist at the end.
+    recreated = ["p005", "p015"]
+    for pid in recreated:
+        records += [(pid, None), (pid, embedding_event(pid, rng, version="v3"))]
+    # Updated twice: the last version must win.
+    records += [("p001", embedding_event("p001", rng, version="v2"))]
+    records += [("p001", embedding_event("p001", rng, version="v3"))]
+    # Created then deleted before any flush: must not exist.
+    records += [("gone", embedding_event("gone", rng)), ("gone", None)]
+    # Unwritable: wrong dimension → dead letter, not a stuck sink.
+    bad = embedding_event("bad", rng)
+    bad["text_embedding"] = bad["text_embedding"][:10]
+    records += [("bad", bad)]
+    produce(sink_settings, records)
+
+    expected = 120 - len(deleted)
+    client = connect(sink_settings)
+    name = sink_settings.milvus_collection
+    with RunningSink(sink_settings) as sink:
+        wait_for(lambda: consumed_everything(sink_settings), "the sink to consume every record")
+        assert count_rows(client, name) == expected
+        # Replaying the same records (a crash before commit) must not duplicate rows.
+        produce(sink_settings, records)
+        wait_for(lambda: consumed_everything(sink_settings), "the sink to consume the replay")
+        assert count_rows(client, name) == expected
+    assert not sink.errors
+
+    rows = {r["product_id"]: r for r in client.query(name, filter="", output_fields=["*"])}
+    assert len(rows) == expected
+    assert not (set(deleted) - set(recreated)) & set(rows)
+    assert all(rows[pid]["model_version"] == "v3" for pid in [*recreated, "p001"])
+    assert "gone" not in rows
+    assert "bad" not in rows
+    sample = rows["p002"]
+    assert sample["cat_l1"] == events["p002"]["category_ids"][0]
+    assert sample["cat_l3"] == 0
+    assert sample["has_image"] is (events["p002"]["image_embedding"] is not None)
+
+    letters = dead_letters(sink_settings, expected=2)  # the bad record, once per publish
+    assert len(letters) == 2
+    assert all("384" in letter["reason"] and "republish" in letter["reason"] for letter in letters)
+
+
+# ---------------------------------------------------------- a Milvus of its own
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MilvusLiteServer:
+    """A milvus-lite gRPC server this test owns, so it can stop and restart it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = Path(sys.executable).parent / "milvus-lite"
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [str(binary), "server", "--data-dir", str(self.data_dir), *address],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._accepts, f"milvus-lite on port {self.port}", timeout_s=30)
+
+    def _accepts(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(15)
+            self.process = None
+
+
+def milvus_retries() -> float:
+    return REGISTRY.get_sample_value("catstream_sink_retries_total", {"sink": "milvus"}) or 0.0
+
+
+@pytest.fixture
+def own_milvus(tmp_path: Path) -> Iterator[MilvusLiteServer]:
+    server = MilvusLiteServer(tmp_path / "milvus")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_dead_milvus_delays_the_sink_but_loses_nothing(
+    sink_settings: Settings, own_milvus: MilvusLiteServer
+) -> None:
+    settings = sink_settings.model_copy(update={"milvus_uri": own_milvus.uri})
+    rng = random.Random(7)
+    first = [(f"a{i}", embedding_event(f"a{i}", rng)) for i in range(40)]
+    second = [(f"b{i}", embedding_event(f"b{i}", rng)) for i in range(40)]
+    with RunningSink(settings) as sink:
+        produce(settings, list(first))
+        wait_for(lambda: consumed_everything(settings), "the first batch")
+        retries_before = milvus_retries()
+
+        own_milvus.stop()
+        produce(settings, list(second))
+        wait_for(lambda: milvus_retries() > retries_before, "the sink to start retrying")
+        time.sleep(2)
+        assert not consumed_everything(settings), "offsets were committed while Milvus was down"
+
+        own_milvus.start()
+        wait_for(lambda: consumed_everything(settings), "the sink to catch up after restart")
+    assert not sink.errors
+    assert count_rows(connect(settings), settings.milvus_collection) == 80
+
+
+def test_collection_creation_is_idempotent_under_a_race(topic_settings: Settings) -> None:
+    spec = CollectionSpec.from_settings(topic_settings)
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            ensure_collection(connect(topic_settings), spec)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    client = connect(topic_settings)
+    ensure_collection(client, spec)  # and once more when it surely exists
+    indexes = {
+        name: client.describe_index(spec.name, name) for name in client.list_indexes(spec.name)
+    }
+    assert {i["metric_type"] for i in indexes.values()} == {"COSINE"}
+    assert set(indexes) == {"text_vector", "image_vector"}
+
+
+def test_a_collection_with_other_dimensions_is_refused_with_what_to_do(
+    topic_settings: Settings,
+) -> None:
+    client = connect(topic_settings)
+    ensure_collection(client, CollectionSpec(name=topic_settings.milvus_collection, text_dim=8))
+    with pytest.raises(CollectionMismatch, match=r"text_vector has dim 8, expected 384.*drop it"):
+        ensure_collection(client, CollectionSpec.from_settings(topic_settings))
+
+
+@pytest.mark.parametrize("index_type", ["IVF_FLAT", "HNSW"])
+def test_approximate_index_types_are_created(topic_settings: Settings, index_type: str) -> None:
+    settings = topic_settings.model_copy(update={"milvus_index_type": index_type})
+    client = connect(settings)
+    ensure_collection(client, CollectionSpec.from_settings(settings))
+    index = client.describe_index(settings.milvus_collection, "text_vector")
+    assert index["index_type"] == index_type
