@@ -64,6 +64,7 @@ class Category:
         return " > ".join(self.path)
 
 
+@lru_cache(maxsize=65536)
 def normalise_segment(segment: str) -> str:
     """Case-, width- and whitespace-insensitive form of one path segment."""
     text = unicodedata.normalize("NFKC", segment).casefold()
@@ -154,11 +155,14 @@ def _build(declared: list[_Declared], source: str) -> dict[int, Category]:
         by_key[key] = (item.id if item.id is not None else path_id(item.path), item.line)
     categories: dict[int, Category] = {}
     owner_line: dict[int, int] = {}
+    key_of: dict[int, str] = {}
     for item in declared:
         parent: int | None = None
+        key = ""
         for depth in range(1, len(item.path) + 1):
             path = item.path[:depth]
-            key = normalise_path(path)
+            segment = normalise_segment(path[-1])
+            key = f"{key} > {segment}" if key else segment  # == normalise_path(path)
             if key not in by_key:  # an ancestor nobody declared: create it
                 by_key[key] = (path_id(path), item.line)
             category_id, line = by_key[key]
@@ -166,7 +170,8 @@ def _build(declared: list[_Declared], source: str) -> dict[int, Category]:
             if existing is None:
                 categories[category_id] = Category(category_id, path[-1], path, parent, depth)
                 owner_line[category_id] = line
-            elif normalise_path(existing.path) != key:
+                key_of[category_id] = key
+            elif key_of[category_id] != key:
                 raise TaxonomyError(
                     f"{source}:{line}: id {category_id} of {' > '.join(path)!r} collides with "
                     f"{existing.path_str!r} (line {owner_line[category_id]}); "
