@@ -42,7 +42,10 @@ RULES: dict[str, Any] = {
         {"category": "Apparel > Shoes", "title": ["shoe", "sneaker"], "not_title": ["shoe rack"]},
         {"category": "Apparel > Shoes", "name": "shoe brands", "brand": ["Nike", "Adidas"]},
         {"category": "Home > Shoe Racks", "title": ["shoe rack"]},
-        {"category": "Home > Kitchen > Knives", "raw_category": ["knives", "cutlery > knives"]},
+        {
+            "category": "Home > Kitchen > Knives",
+            "raw_category": ["kitchen knives", "cutlery > knives"],
+        },
         {
             "category": "Home > Kitchen > Knives",
             "name": "knife regex",
@@ -87,6 +90,9 @@ def labeller(taxonomy: Taxonomy) -> RuleLabeller:
         ({"title": "Air Max 90", "brand": "NIKE"}, {1, 6}),
         ({"title": "Some product", "category_path": ["Home", "Cutlery", "Knives"]}, {7, 9, 10}),
         ({"title": "Some product", "raw_category": "Home/Cutlery/Knives"}, {7, 9, 10}),
+        ({"title": "x", "category_path": ["Fine Cutlery", "Steak Knives"]}, {7, 9, 10}),
+        ({"title": "x", "category_path": ["Cutlery", "Forks", "Knives"]}, set()),  # not adjacent
+        ({"title": "x", "category_path": ["Home", "Cutlery Knives"]}, set()),  # one segment
         ({"title": "Chef's knife"}, {7, 9, 10}),
         ({"title": "Utility", "description": "A 20 cm blade of steel"}, {7, 9, 10}),
         ({"title": "Pocket chef knife"}, set()),  # not_regex

@@ -9,7 +9,8 @@ A rules file::
         name: dresses                  # optional; shown by explain()
         title: [dress, sundress]       # any word/phrase, word-bounded, case-insensitive
         regex: ['\\bmaxi\\b']          # any regex on title or description
-        raw_category: [dresses]        # any phrase in a segment of the feed's category path
+        raw_category: [dresses, women > dresses]  # any phrase in a segment of the feed's
+                                       # category path; 'a > b': in consecutive segments
         brand: [Some Brand]            # brand equals one of these
         not_title: [dress shirt]       # negations: any match vetoes the rule
         not_regex: [], not_raw_category: [], not_brand: []
@@ -141,6 +142,16 @@ def text_tokens(text: ProductText) -> set[str]:
     return tokens
 
 
+def segments_pattern(value: str, plurals: bool) -> str:
+    """A raw-category condition: a phrase, or phrases in consecutive segments ('a > b').
+
+    It is searched in the path joined by ' > '; phrases never span a '>' because
+    their words are joined by spaces or hyphens only.
+    """
+    pieces = [phrase_pattern(p, plurals) for p in value.split(">") if p.strip()]
+    return r"[^>]*>[^>]*?".join(pieces)
+
+
 def _any_of(patterns: Iterable[str]) -> re.Pattern[str] | None:
     kept = [p for p in patterns if p]
     return re.compile("|".join(f"(?:{p})" for p in kept)) if kept else None
@@ -188,11 +199,8 @@ class Rule:
             (m := self.regex.search(text.title)) or (m := self.regex.search(text.description))
         ):
             found.append(("regex", m.group(0)))
-        if self.raw_category:
-            for segment in text.category_path:
-                if m := self.raw_category.search(segment):
-                    found.append(("raw_category", m.group(0)))
-                    break
+        if self.raw_category and (m := self.raw_category.search(text.raw_category)):
+            found.append(("raw_category", m.group(0)))
         if text.brand and text.brand in self.brand:
             found.append(("brand", text.brand))
         return found
@@ -204,10 +212,7 @@ class Rule:
                 self.not_regex
                 and (self.not_regex.search(text.title) or self.not_regex.search(text.description))
             )
-            or (
-                self.not_raw_category
-                and any(self.not_raw_category.search(s) for s in text.category_path)
-            )
+            or (self.not_raw_category and self.not_raw_category.search(text.raw_category))
             or (text.brand and text.brand in self.not_brand)
         )
 
@@ -285,11 +290,11 @@ def compile_rule(
         match_all=match == "all",
         title=_any_of(phrase_pattern(p, plurals) for p in values["title"]),
         regex=_regex(values["regex"], "regex", where),
-        raw_category=_any_of(phrase_pattern(p, plurals) for p in values["raw_category"]),
+        raw_category=_any_of(segments_pattern(p, plurals) for p in values["raw_category"]),
         brand=frozenset(fold(b) for b in values["brand"]),
         not_title=_any_of(phrase_pattern(p, plurals) for p in values["not_title"]),
         not_regex=_regex(values["not_regex"], "not_regex", where),
-        not_raw_category=_any_of(phrase_pattern(p, plurals) for p in values["not_raw_category"]),
+        not_raw_category=_any_of(segments_pattern(p, plurals) for p in values["not_raw_category"]),
         not_brand=frozenset(fold(b) for b in values["not_brand"]),
         anchors=None if values["regex"] else frozenset(anchors),
     )
