@@ -24,8 +24,8 @@ ISO_CURRENCIES = frozenset(
     "AED ARS AUD BGN BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY "
     "KRW MXN MYR NOK NZD PEN PHP PKR PLN RON RUB SAR SEK SGD THB TRY TWD UAH USD VND ZAR".split()
 )
-# Symbols and local abbreviations. "$" and "kr" are ambiguous: an explicit
-# currency column or code wins over them.
+# Symbols and local abbreviations. "$", "kr", "¥" are shared by several currencies:
+# the currency column wins over them; an ISO code or any other symbol wins over it.
 _SYMBOLS: dict[str, str] = {
     "£": "GBP",
     "€": "EUR",
@@ -51,6 +51,8 @@ _SYMBOLS: dict[str, str] = {
     "r$": "BRL",
     "lei": "RON",
 }
+_SYMBOLS_LONGEST_FIRST = sorted(_SYMBOLS, key=len, reverse=True)
+_AMBIGUOUS_SYMBOLS = frozenset({"$", "kr", "kr.", "¥", "fr."})
 # Currencies whose home locales write a decimal comma ("12,50"); the rest use a point.
 _COMMA_DECIMAL_CURRENCIES = frozenset(
     "EUR SEK NOK DKK PLN CZK HUF RON BGN BRL TRY RUB UAH IDR VND ARS CLP COP ISK".split()
@@ -109,19 +111,19 @@ def _number_to_decimal(number: str, decimal_comma: bool) -> Decimal:
     return Decimal(digits)
 
 
-def _currency_in_text(text: str) -> tuple[str | None, str]:
-    """(currency found in the price text, the text without it)."""
+def _currency_in_text(text: str) -> tuple[str | None, str | None, str]:
+    """(currency in the price text, the symbol it was read from, the text without it)."""
     for match in _CODE.finditer(text):
         code = match.group(1).upper()
         if code in ISO_CURRENCIES:
-            return code, text[: match.start()] + " " + text[match.end() :]
+            return code, None, text[: match.start()] + " " + text[match.end() :]
     lowered = text.lower()
-    for symbol in sorted(_SYMBOLS, key=len, reverse=True):
+    for symbol in _SYMBOLS_LONGEST_FIRST:
         position = lowered.find(symbol)
         if position >= 0:
             rest = text[:position] + " " + text[position + len(symbol) :]
-            return _SYMBOLS[symbol], rest
-    return None, text
+            return _SYMBOLS[symbol], symbol, rest
+    return None, None, text
 
 
 def clean_currency(value: str | None) -> tuple[str | None, list[str]]:
@@ -169,13 +171,14 @@ def parse_price(
     text = value.strip()
     if not text:
         return ParsedPrice(None, currency)
-    found, rest = _currency_in_text(text)
+    found, symbol, rest = _currency_in_text(text)
     warnings: list[str] = []
-    if currency and found and found != currency and found != "USD" and found != "SEK":
-        # "$" and "kr" are shared by several currencies; a code or symbol that
-        # contradicts the currency column is worth flagging, the column wins.
-        warnings.append(f"currency_conflict: column {currency}, price text {found}")
     chosen = currency or found
+    if found and currency and found != currency and symbol not in _AMBIGUOUS_SYMBOLS:
+        # An ISO code or a one-currency symbol in the price beats the column, which
+        # is often just the network's default; the disagreement is worth a warning.
+        warnings.append(f"currency_conflict: column {currency}, price text {found}")
+        chosen = found
     numbers = _NUMBER.findall(rest)
     leftover = _NOISE.sub("", _NUMBER.sub("", rest)).strip(".,-")
     negative = rest.strip().startswith("-")

@@ -129,9 +129,9 @@ def test_numeric_prices() -> None:
     assert parse_price(3).amount == "3.00"
 
 
-def test_conflicting_currency_keeps_the_column_and_warns() -> None:
+def test_explicit_currency_in_the_text_beats_the_column_and_warns() -> None:
     parsed = parse_price("19,99 €", "GBP")
-    assert (parsed.amount, parsed.currency) == ("19.99", "GBP")
+    assert (parsed.amount, parsed.currency) == ("19.99", "EUR")
     assert parsed.warnings == ["currency_conflict: column GBP, price text EUR"]
 
 
@@ -245,3 +245,9 @@ def test_image_urls_http_only_deduplicated_in_order() -> None:
     )
     assert urls == ["https://cdn.x.com/a.jpg", "http://y.com/b.png"]
     assert warnings == ["image_urls_dropped: 3 not http(s)"]
+
+
+def test_shared_symbols_defer_to_the_column_but_codes_do_not() -> None:
+    assert parse_price("$19.99", "CAD").currency == "CAD"
+    assert parse_price("1 299,00 SEK", "EUR").currency == "SEK"
+    assert parse_price("1 299,00 kr", "NOK").currency == "NOK"
