@@ -69,18 +69,30 @@ MIN_WORD_LENGTH = 4
 # Deeper leaves are mostly parts and variants that titles rarely name.
 MAX_LEVEL = 5
 MAX_NEGATIONS = 25
+# Generated phrases that name something else as often as the category (hand-checked).
+DROPPED_PHRASES = frozenset(
+    {"reptile", "lighting", "crossovers", "equalizers", "forks", "ponds", "tee", "heels"}
+)
 
 # Hand fixes: path → extra title phrases, extra negations, or a full replacement.
 OVERRIDES: dict[str, dict[str, list[str]]] = {
     "Apparel & Accessories > Clothing > Shirts & Tops": {
-        "title": ["shirts", "t-shirt", "tee", "blouse", "tank top", "polo shirt", "sweatshirt"],
+        "title": [
+            "shirts",
+            "t-shirt",
+            "tee shirt",
+            "blouse",
+            "tank top",
+            "polo shirt",
+            "sweatshirt",
+        ],
         "not_title": ["dress shirt", "shirt dress", "nightshirt"],
     },
     "Apparel & Accessories > Clothing > Pants": {
         "title": ["pants", "trousers", "jeans", "leggings", "chinos", "joggers"],
     },
     "Apparel & Accessories > Shoes": {
-        "title": ["shoes", "sneakers", "trainers", "boots", "sandals", "loafers", "heels"],
+        "title": ["shoes", "sneakers", "trainers", "boots", "sandals", "loafers", "high heels"],
         "not_title": ["shoe rack", "shoe polish", "shoe horn", "boot tray", "car boot"],
     },
     "Apparel & Accessories > Jewelry > Watches": {
@@ -91,7 +103,13 @@ OVERRIDES: dict[str, dict[str, list[str]]] = {
         "Electronics > Electronics Accessories > Computer Components > Input Devices"
         " > Mice & Trackballs"
     ): {
-        "title": ["computer mouse", "wireless mouse", "gaming mouse", "optical mouse", "trackball"],
+        "replace": [
+            "computer mouse",
+            "wireless mouse",
+            "gaming mouse",
+            "optical mouse",
+            "trackball",
+        ],
     },
     "Furniture > Chairs > Arm Chairs, Recliners & Sleeper Chairs": {
         "replace": ["armchair", "arm chair", "recliner", "sleeper chair"],
@@ -104,7 +122,22 @@ OVERRIDES: dict[str, dict[str, list[str]]] = {
         "title": ["phone case", "iphone case", "galaxy case", "phone cover"],
     },
     "Electronics > Computers > Laptops": {"title": ["laptop", "notebook computer", "chromebook"]},
-    "Electronics > Computers > Tablet Computers": {"title": ["tablet", "ipad"]},
+    "Electronics > Computers > Tablet Computers": {
+        "replace": ["tablet computer", "android tablet", "ipad", "galaxy tab"],
+    },
+    "Health & Beauty > Personal Care > Hair Care > Hair Styling Tools > Combs & Brushes": {
+        "replace": ["comb", "hairbrush", "hair brush", "detangling brush"],
+    },
+    "Home & Garden > Household Appliances > Laundry Appliances > Dryers": {
+        "replace": ["tumble dryer", "clothes dryer"],
+    },
+    "Home & Garden > Kitchen & Dining > Kitchen Appliances > Ranges": {
+        "replace": ["kitchen range", "gas range", "electric range", "range cooker"],
+    },
+    "Toys & Games > Outdoor Play Equipment > Slides": {
+        "replace": ["playground slide", "garden slide", "kids slide"],
+    },
+    "Home & Garden > Decor > Trunks": {"replace": ["storage trunk", "decorative trunk"]},
     "Electronics > Video > Televisions": {
         "title": ["tv", "smart tv", "television", "oled tv", "qled tv"],
         "not_title": ["tv stand", "tv mount", "tv remote", "tv box", "tv antenna"],
@@ -177,7 +210,11 @@ def _phrases(taxonomy: Taxonomy, category_id: int) -> list[str]:
     override = OVERRIDES.get(taxonomy.path_str(category_id), {})
     if "replace" in override:
         return list(override["replace"])
-    phrases = [p for p in _split_name(taxonomy.name(category_id)) if _specific(p)]
+    phrases = [
+        p
+        for p in _split_name(taxonomy.name(category_id))
+        if _specific(p) and p not in DROPPED_PHRASES
+    ]
     return list(dict.fromkeys(phrases + override.get("title", [])))
 
 
