@@ -1,4 +1,4 @@
-"""Image fetching: URL and address checks, limits, redirects and caches.
+"""Product images: fetching (URL and address checks, limits, redirects, caches) and encoding.
 
 The HTTP tests run a real aiohttp server on loopback (no mocks); the fetcher is
 allowed private addresses there except where the blocking itself is tested.
@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from aiohttp import web
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from catstream.settings import Settings
 from streams.images import (
@@ -27,6 +29,8 @@ from streams.images import (
     is_blocked_address,
     url_key,
 )
+from triton_models.image_encoder import EMBEDDING_DIM, ImageEncoder, image_to_pixels, preprocess
+from triton_models.image_encoder.export import export_onnx
 
 MAX_BYTES = 50_000
 
@@ -325,3 +329,117 @@ async def test_concurrent_fetches_share_one_download(
     results = await fetcher.fetch_many(urls)
     assert [result.ok for result in results] == [True] * 5 + [False]
     assert server.hits["/img.png"] == 1
+
+
+# --- the encoder (in-process) -------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def synthetic_images(count: int) -> list[bytes]:
+    """Varied test pictures: solid colours, gradients and shapes, in several formats."""
+    formats = ["JPEG", "PNG", "WEBP", "GIF"]
+    images = []
+    for index in range(count):
+        width, height = 160 + 37 * (index % 5), 120 + 23 * (index % 7)
+        gradient = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+        base = np.broadcast_to(gradient, (height, width, 3)).copy()
+        base[..., index % 3] = (index * 53) % 256
+        picture = Image.fromarray(base.astype(np.uint8), "RGB")
+        draw = ImageDraw.Draw(picture)
+        offset = (index * 13) % 60
+        shape_colour = ((index * 91) % 256, (index * 47) % 256, (index * 29) % 256)
+        if index % 2:
+            draw.ellipse((10 + offset, 10, 90 + offset, 90), fill=shape_colour)
+        else:
+            draw.rectangle((20, 5 + offset, 120, 60 + offset), fill=shape_colour)
+        images.append(encode(picture, formats[index % len(formats)]))
+    return images
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(tmp_path_factory.mktemp("image-encoder") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def torch_encoder() -> ImageEncoder:
+    return ImageEncoder("torch", num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(onnx_file: Path) -> ImageEncoder:
+    return ImageEncoder("onnx", onnx_path=onnx_file, num_threads=2)
+
+
+def test_onnx_export_has_dynamic_batch(onnx_file: Path) -> None:
+    model = onnx.load(str(onnx_file))
+    onnx.checker.check_model(model)
+    assert (
+        max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")) >= 13
+    )
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"
+
+
+def test_onnx_matches_torch(torch_encoder: ImageEncoder, onnx_encoder: ImageEncoder) -> None:
+    images = [*synthetic_images(8), b"definitely not an image"]
+    reference, reference_ok = torch_encoder.encode_bytes(images)
+    fast, fast_ok = onnx_encoder.encode_bytes(images)
+    assert reference.shape == fast.shape == (9, EMBEDDING_DIM)
+    assert reference.dtype == fast.dtype == np.float32
+    assert reference_ok.tolist() == fast_ok.tolist() == [True] * 8 + [False]
+    cosine = (reference[:8] * fast[:8]).sum(axis=1)
+    assert cosine.min() > 1 - 1e-4
+    np.testing.assert_allclose(np.linalg.norm(reference[:8], axis=1), 1.0, atol=1e-5)
+    assert not reference[8].any()
+    assert not fast[8].any()
+    # Different pictures really give different embeddings.
+    assert (reference[0] * reference[1]).sum() < 0.99
+
+
+def test_batch_composition_does_not_change_embeddings(onnx_encoder: ImageEncoder) -> None:
+    images = synthetic_images(5)
+    together, _ = onnx_encoder.encode_bytes(images)
+    alone, _ = onnx_encoder.encode_bytes(images[2:3])
+    assert float((together[2] * alone[0]).sum()) > 1 - 1e-5
+
+
+def test_bad_images_fail_alone_with_reasons() -> None:
+    good = encode(Image.new("RGB", (40, 30), (10, 200, 10)), "PNG")
+    truncated = encode(Image.new("RGB", (300, 300), (1, 2, 3)), "JPEG")[:200]
+    bomb = encode(Image.new("1", (8000, 6000)), "PNG")  # 48 M pixels in a tiny file
+    pixels, ok, reasons = preprocess([good, b"", b"<html>", truncated, bomb, good])
+    assert ok.tolist() == [True, False, False, False, False, True]
+    assert reasons == [None, "empty", "not_an_image", "corrupt_image", "too_many_pixels", None]
+    assert pixels.shape == (2, 3, 224, 224)
+
+
+def test_formats_transparency_and_first_gif_frame() -> None:
+    red = Image.new("RGB", (64, 48), (255, 0, 0))
+    blue = Image.new("RGB", (64, 48), (0, 0, 255))
+    animated = io.BytesIO()
+    red.save(animated, "GIF", save_all=True, append_images=[blue])
+    reference = image_to_pixels(encode(red, "PNG"))
+    np.testing.assert_allclose(image_to_pixels(animated.getvalue()), reference, atol=1e-6)
+    np.testing.assert_allclose(image_to_pixels(encode(red, "WEBP", lossless=True)), reference)
+    transparent = encode(Image.new("RGBA", (64, 48), (255, 0, 0, 0)), "PNG")
+    white = image_to_pixels(encode(Image.new("RGB", (64, 48), "white"), "PNG"))
+    np.testing.assert_allclose(image_to_pixels(transparent), white)
+    for mode in ("L", "P", "CMYK", "LA"):
+        fmt = "JPEG" if mode == "CMYK" else "PNG"
+        assert image_to_pixels(encode(red.convert(mode), fmt)).shape == (3, 224, 224)
+
+
+def test_letterbox_keeps_the_whole_picture() -> None:
+    wide = encode(Image.new("RGB", (400, 100), (0, 0, 0)), "PNG")
+    pixels = image_to_pixels(wide)  # [3, 224, 224], black band between white pads
+    white, black = (255 - 127) / 128, (0 - 127) / 128
+    assert pixels[:, 0, :].min() == pytest.approx(white)
+    assert pixels[:, 112, :].max() == pytest.approx(black)
+    assert pixels.min() >= -1.0
+    assert pixels.max() <= 1.0
