@@ -37,6 +37,7 @@ from workers.elasticsearch_documents import NormalisedUpsert, SinkEvent, decode
 from workers.elasticsearch_index import elasticsearch_client, ensure_indices, tombstone_index
 from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
 from workers.sink import SinkMessage
+from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
 SINK_NAME = "elasticsearch"
 MAX_REPLANS = 5
@@ -328,6 +329,29 @@ class ElasticsearchSink:
                 "elasticsearch",
                 f"{type(exc).__name__} talking to {self.settings.elasticsearch_url}: {exc}",
             ) from exc
+
+
+def build_elasticsearch_sink_runner(settings: Settings, **config: Any) -> SinkRunner:
+    """The worker's Elasticsearch sink: normalised products and predictions, one static member."""
+    runner_config = SinkRunnerConfig(
+        topics=[settings.topic("normalised"), settings.topic("predictions")],
+        group_id=f"{settings.app_id}-elasticsearch-sink",
+        instance_id=settings.worker_instance_id,
+        **config,
+    )
+    return SinkRunner(ElasticsearchSink(settings), settings, runner_config)
+
+
+def run_elasticsearch_sink(settings: Settings, stop_event: threading.Event) -> None:
+    """Run the Elasticsearch sink until ``stop_event`` is set (for a worker thread)."""
+    runner = build_elasticsearch_sink_runner(settings)
+
+    def stop_when_asked() -> None:
+        stop_event.wait()
+        runner.stop()
+
+    threading.Thread(target=stop_when_asked, name="es-sink-stop", daemon=True).start()
+    runner.run()
 
 
 def _chunks(items: list[T], size: int) -> list[list[T]]:
