@@ -150,8 +150,9 @@ def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
     while len(found) < expected and time.monotonic() < deadline:
         record = consumer.poll(0.5)
-        if record is not None and record.error() is None and record.value():
-            found.append(json.loads(record.value()))
+        value = record.value() if record is not None and record.error() is None else None
+        if value:
+            found.append(json.loads(value))
     consumer.close()
     return found
 
