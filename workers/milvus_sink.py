@@ -46,6 +46,9 @@ MILVUS_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# A hung Milvus must surface as a retry, not a sink blocked forever mid-flush.
+WRITE_TIMEOUT_S = 30.0
+
 Row = dict[str, Any]
 
 
@@ -172,9 +175,9 @@ class MilvusSink:
         try:
             client = self._connected()
             for chunk in _chunks(upserts, self.settings.milvus_batch_size):
-                client.upsert(self.spec.name, chunk)
+                client.upsert(self.spec.name, chunk, timeout=WRITE_TIMEOUT_S)
             for chunk in _chunks(deletes, self.settings.milvus_batch_size):
-                client.delete(self.spec.name, ids=chunk)
+                client.delete(self.spec.name, ids=chunk, timeout=WRITE_TIMEOUT_S)
         except MILVUS_ERRORS as exc:
             # Keep the buffer: the retry rewrites all of it (upserts are idempotent).
             # Reconnect on retry too: a restarted Milvus may have lost the collection.

@@ -38,6 +38,7 @@ from workers.milvus_sink import MILVUS_ERRORS
 SimilarBy = Literal["text", "image", "both"]
 SIMILAR_BY: tuple[SimilarBy, ...] = ("text", "image", "both")
 MAX_K = 16384  # Milvus' top-k limit per search
+QUERY_TIMEOUT_S = 10.0
 RESULT_FIELDS = ["has_image", *LEVEL_FIELDS, "category_path"]
 
 
@@ -162,6 +163,7 @@ class SimilarProducts:
             self.spec.name,
             ids=[product_id],
             output_fields=["text_vector", "image_vector", "has_image", *LEVEL_FIELDS],
+            timeout=QUERY_TIMEOUT_S,
         )
         if not rows:
             raise ProductNotIndexed(
@@ -188,6 +190,7 @@ class SimilarProducts:
             limit=k,
             output_fields=output,
             search_params=self.search_params,
+            timeout=QUERY_TIMEOUT_S,
         )
         return list(hits[0])
 

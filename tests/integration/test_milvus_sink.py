@@ -85,6 +85,11 @@ def consumed_everything(settings: Settings) -> bool:
         probe.close()
 
 
+def sink_writes(op: str) -> float:
+    labels = {"sink": "milvus", "op": op}
+    return REGISTRY.get_sample_value("catstream_sink_writes_total", labels) or 0.0
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -172,6 +177,7 @@ def test_upserts_and_deletes_reach_milvus_and_replays_add_no_duplicates(
     produce(sink_settings, records)
 
     expected = 120 - len(deleted)
+    upserts_before = sink_writes("upsert")
     client = connect(sink_settings)
     name = sink_settings.milvus_collection
     with RunningSink(sink_settings) as sink:
@@ -182,6 +188,8 @@ def test_upserts_and_deletes_reach_milvus_and_replays_add_no_duplicates(
         wait_for(lambda: consumed_everything(sink_settings), "the sink to consume the replay")
         assert count_rows(client, name) == expected
     assert not sink.errors
+    # At least every live product once per publish (more if a batch boundary split updates).
+    assert sink_writes("upsert") - upserts_before >= 2 * expected
 
     rows = {r["product_id"]: r for r in client.query(name, filter="", output_fields=["*"])}
     assert len(rows) == expected
