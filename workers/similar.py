@@ -159,6 +159,11 @@ class SimilarProducts:
             ) from exc
 
     def _lookup(self, product_id: str) -> Query:
+        if not self.client.has_collection(self.spec.name, timeout=QUERY_TIMEOUT_S):
+            raise ProductNotIndexed(
+                f"Milvus collection {self.spec.name!r} does not exist yet: run the Milvus sink "
+                "(`catstream worker`) or check CATSTREAM_MILVUS_COLLECTION"
+            )
         rows = self.client.get(
             self.spec.name,
             ids=[product_id],

@@ -155,6 +155,12 @@ def test_unknown_product_points_at_the_embeddings_topic_and_sink_lag(
         similar.similar("never-published")
 
 
+def test_a_missing_collection_says_to_run_the_sink(topic_settings: Settings) -> None:
+    service = SimilarProducts(topic_settings)
+    with pytest.raises(ProductNotIndexed, match="does not exist yet: run the Milvus sink"):
+        service.similar("anything")
+
+
 def test_a_level_deeper_than_the_product_path_is_refused(similar: SimilarProducts) -> None:
     with pytest.raises(SimilarError, match="only to level 2: use --level 2"):
         similar.similar(QUERY_ID, level=3)
