@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from catstream.errors import InvalidMessage
+from catstream.settings import Settings
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from workers.elasticsearch_documents import (
     NormalisedUpsert,
@@ -13,7 +16,8 @@ from workers.elasticsearch_documents import (
     category_fields,
     decode,
 )
-from workers.elasticsearch_sink import RequestPacer
+from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
+from workers.elasticsearch_sink import ElasticsearchSink, RequestPacer
 from workers.sink import SinkMessage
 
 NORMALISED, PREDICTIONS = "t.products.normalised", "t.products.predictions"
@@ -118,3 +122,38 @@ def test_pacer_spaces_requests_by_the_rate() -> None:
     assert [pacer.delay() for _ in range(3)] == [0.0, 0.25, 0.5]
     now[0] = 200.0
     assert pacer.delay() == 0.0
+
+
+def test_bulk_results_keep_only_the_failed_products_buffered() -> None:
+    settings = Settings(topic_prefix="t.", elasticsearch_url="http://127.0.0.1:9")
+    sink = ElasticsearchSink(settings, dead_letter=lambda message, exc: rejected.append(exc))
+    rejected: list[InvalidMessage] = []
+    for pid in ("ok", "busy", "raced", "misfit"):
+        value = NormalisedProduct(product_id=pid, updated_at=1).model_dump_json().encode()
+        sink.add(message(NORMALISED, pid, value))
+    plans = [
+        plan_product(pid, StoredProduct(), [NormalisedUpsert(1, {})]) for pid in sink_ids(sink)
+    ]
+    actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]] = [
+        (plan, "create", []) for plan in plans
+    ]
+    results: list[dict[str, Any]] = [
+        {"status": 201},
+        {
+            "status": 429,
+            "error": {"type": "es_rejected_execution_exception", "reason": "queue full"},
+        },
+        {"status": 409, "error": {"type": "version_conflict_engine_exception"}},
+        {"status": 400, "error": {"type": "document_parsing_exception", "reason": "bad price"}},
+    ]
+    retry_now, failures = sink._apply_results(plans, actions, results)
+    assert retry_now  # the 409 is re-read and re-planned at once
+    assert failures == ["busy: es_rejected_execution_exception: queue full"]
+    assert sink_ids(sink) == ["busy", "raced"]
+    assert len(rejected) == 1
+    assert "bad price" in rejected[0].reason
+    sink.close()
+
+
+def sink_ids(sink: ElasticsearchSink) -> list[str]:
+    return list(sink._pending)
