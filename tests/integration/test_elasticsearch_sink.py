@@ -7,6 +7,7 @@ runner consumes them in a thread; the tests then read the index back.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -284,3 +285,77 @@ def test_index_creation_is_idempotent_and_strict(topic_settings: Settings) -> No
     assert mapping["properties"]["raw"] == {"type": "object", "enabled": False}
     tokens = client.indices.analyze(index=index, analyzer="category_path", text="A > B > C")
     assert [t["token"] for t in tokens["tokens"]] == ["A", "A > B", "A > B > C"]
+
+
+class ElasticsearchGate:
+    """A real TCP forwarder to Elasticsearch on its own port: closed, nothing listens there."""
+
+    def __init__(self, target_url: str) -> None:
+        host_port = target_url.split("://", 1)[-1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        self.target = (host, int(port))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.listener: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def test_an_unreachable_elasticsearch_delays_the_sink_but_loses_nothing(
+    sink_settings: Settings,
+) -> None:
+    gate = ElasticsearchGate(sink_settings.elasticsearch_url)
+    settings = sink_settings.model_copy(update={"elasticsearch_url": gate.url})
+    pids = [f"w{i:02d}" for i in range(30)]
+    produce(settings, [("normalised", pid, product(pid, 1000)) for pid in pids])
+    retries_before = metric("catstream_sink_retries_total", sink="elasticsearch")
+    with RunningSink(settings) as sink:
+        time.sleep(4)  # the sink keeps failing: nothing may be committed meanwhile
+        assert not consumed_everything(settings)
+        assert metric("catstream_degraded", dependency="elasticsearch") == 1
+        assert metric("catstream_sink_retries_total", sink="elasticsearch") > retries_before
+        gate.open()
+        try:
+            wait_for(lambda: consumed_everything(settings), "the sink to catch up after the outage")
+        finally:
+            gate.close()
+        assert metric("catstream_degraded", dependency="elasticsearch") == 0
+    assert not sink.errors
+    client = elasticsearch_client(sink_settings)
+    assert set(documents(client, sink_settings.elasticsearch_index)) == set(pids)
