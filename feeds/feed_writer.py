@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
@@ -25,6 +26,7 @@ PARSE_FAILING_KINDS: dict[str, tuple[str, ...]] = {
     "xml": ("undefined_entity", "mismatched_tag"),
 }
 _PLAIN_XML_ELEMENTS = frozenset({"title", "link", "description"})
+_XML_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _BAD_BYTES = b"\xff\xfe\xc3("
 
 
@@ -85,7 +87,10 @@ class FeedWriter:
     def _xml_item(self, columns: dict[str, Any]) -> bytes:
         parts = ["<item>\n"]
         for name, value in columns.items():
-            tag = name if name in _PLAIN_XML_ELEMENTS else f"g:{name}"
+            # "Fashion:suitable_for" is no XML name; the reader's loose matching maps
+            # "Fashion_suitable_for" back onto the same mapping column.
+            local = _XML_NAME_UNSAFE.sub("_", name)
+            tag = local if local in _PLAIN_XML_ELEMENTS else f"g:{local}"
             for single in value if isinstance(value, list) else [value]:
                 if single is None or single == "":
                     continue
@@ -109,7 +114,7 @@ class FeedWriter:
             first, rest = values[0], self._delimited(values[1:])
             broken = f'"{first}"x,'.encode() + rest  # text after a closing quote
         elif kind == "field_count":
-            values = [_cell(columns.get(n)) for n in self._header]
+            values = [_cell(columns.get(n)).replace("\n", " ") for n in self._header]
             broken = self._delimited(values[:-2] if self._fmt == "tsv" else [*values, "surplus"])
         elif kind == "invalid_json":
             broken = good.rstrip(b"\n")[: max(len(good) // 2, 2)] + b"\n"  # truncated object

@@ -27,6 +27,7 @@ import csv
 import json
 import re
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +104,45 @@ def read_feed(path: Path | str, fmt: str | None = None) -> Iterator[FeedRecord]:
 # ------------------------------------------------------------------ csv / tsv
 
 
-class _CountingLines:
-    """Iterates a text file and counts physical lines, so records know their line."""
+class _RecordTooLong(Exception):
+    """Raised from inside the csv reader when one record spans too many lines."""
+
+
+class _ReplayableLines:
+    """Feeds a csv reader line by line, counting lines and remembering the current
+    record's lines, so a broken record can be replayed from its second line: an
+    unclosed quote then costs one row, not every row up to the next quote."""
 
     def __init__(self, lines: TextIO) -> None:
         self._lines = lines
+        self._pending: deque[str] = deque()
+        self._record: list[str] = []
         self.count = 0
 
-    def __iter__(self) -> _CountingLines:
+    def __iter__(self) -> _ReplayableLines:
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
+        if len(self._record) >= MAX_RECORD_LINES:
+            raise _RecordTooLong
+        line = self._pending.popleft() if self._pending else next(self._lines)
+        self._record.append(line)
         self.count += 1
         return line
+
+    def start_record(self) -> int:
+        self._record.clear()
+        return self.count + 1
+
+    @property
+    def spanned(self) -> int:
+        return len(self._record)
+
+    def replay_after_first_line(self) -> None:
+        rest = self._record[1:]
+        self._pending.extendleft(reversed(rest))
+        self.count -= len(rest)
+        self._record.clear()
 
 
 def _has_invalid_bytes(values: list[str]) -> bool:
@@ -126,7 +152,7 @@ def _has_invalid_bytes(values: list[str]) -> bool:
 
 def read_delimited(text: TextIO, delimiter: str) -> Iterator[FeedRecord]:
     """Rows of a CSV (``,``) or TSV (``\\t``) stream with a header row."""
-    lines = _CountingLines(text)
+    lines = _ReplayableLines(text)
     if delimiter == ",":
         reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
     else:
@@ -135,34 +161,37 @@ def read_delimited(text: TextIO, delimiter: str) -> Iterator[FeedRecord]:
         header = next(reader)
     except StopIteration:
         raise FeedFormatError("the feed is empty; expected a header row first") from None
-    except csv.Error as exc:
+    except (csv.Error, _RecordTooLong) as exc:
         raise FeedFormatError(f"the header row (line 1) cannot be parsed: {exc}") from exc
     header = [name.strip() for name in header]
     while True:
-        start = lines.count + 1
+        start = lines.start_record()
         try:
             values = next(reader)
         except StopIteration:
             return
+        except _RecordTooLong:
+            yield ParseError(
+                start,
+                f"a quoted field runs over {MAX_RECORD_LINES} lines; "
+                "look for an unclosed quote on this line",
+            )
+            lines.replay_after_first_line()
+            continue
         except csv.Error as exc:
-            # The reader drops the rest of the broken line and resumes on the next.
             yield ParseError(start, f"broken quoting ({exc}); fix the quotes on this line")
+            lines.replay_after_first_line()
             continue
         if not values or values == [""]:
             continue  # blank line
-        spanned = lines.count - start + 1
-        if spanned > MAX_RECORD_LINES:
-            yield ParseError(
-                start,
-                f"a quoted field runs over {spanned} lines; "
-                "look for an unclosed quote on this line",
-            )
-        elif len(values) != len(header):
+        if len(values) != len(header):
             yield ParseError(
                 start,
                 f"expected {len(header)} fields like the header, found "
                 f"{len(values)}; check delimiters and quoting on this line",
             )
+            if lines.spanned > 1:  # probably an unclosed quote: re-read what it swallowed
+                lines.replay_after_first_line()
         elif _has_invalid_bytes(values):
             yield ParseError(start, "invalid UTF-8 bytes; re-export the feed as UTF-8")
         else:
