@@ -243,7 +243,7 @@ class Stack:
         ports: dict[str, int] = {}
         for port_name in self.services[name].port_names:
             old = previous.ports.get(port_name) if previous else None
-            if old is not None and processes.port_is_free(old):
+            if old is not None and _port_frees_up(old, wait_s=5.0 if strict else 0.0):
                 ports[port_name] = old
             elif strict and old is not None:
                 raise StackError(
@@ -393,6 +393,16 @@ class Stack:
             raise StackError(
                 f"unknown service {name!r}; expected one of {', '.join(self.services)}"
             )
+
+
+def _port_frees_up(port: int, wait_s: float) -> bool:
+    """Whether ``port`` is free, waiting up to ``wait_s`` for a just-stopped server's socket."""
+    deadline = time.monotonic() + wait_s
+    while not processes.port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _log_since(path: Path, offset: int) -> str:

@@ -103,7 +103,13 @@ def free_port(host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on ``port`` now.
+
+    SO_REUSEADDR as servers set it: a port whose old connections linger in
+    TIME_WAIT after a stop counts as free, one with a listener does not.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -173,8 +179,26 @@ def stop_session(
         if child is not None:
             child.poll()
         return True
+    # The leader first, alone: tritonserver then unloads its models and ends its
+    # own stubs cleanly (signalling the stubs too would make it wait for them).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    _wait_leader(pid, start_ticks, grace_s, child)
+    # Then whatever the leader left behind in its session.
     _signal_members(pid, signal.SIGTERM)
-    if _wait_gone(pid, grace_s, child):
+    if _wait_gone(pid, min(grace_s, 3.0), child):
         return True
     _signal_members(pid, signal.SIGKILL)
     return _wait_gone(pid, 5.0, child)
+
+
+def _wait_leader(
+    pid: int, start_ticks: int | None, timeout_s: float, child: subprocess.Popen[bytes] | None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child is not None:
+            child.poll()
+        if not is_alive(pid, start_ticks):
+            return
+        time.sleep(0.1)
