@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from elastic_transport import HttpHeaders, Urllib3HttpNode
+from elastic_transport._node import NodeApiResponse  # the node API's return type
+from elastic_transport.client_utils import DEFAULT, DefaultType
 from elasticsearch import BadRequestError, Elasticsearch
 
 from catstream.logs import get_logger
@@ -117,13 +120,41 @@ def tombstone_index(settings: Settings) -> str:
     return f"{settings.elasticsearch_index}-deleted"
 
 
+class CompatibleWith8Node(Urllib3HttpNode):
+    """Asks for the 8.x REST API, which Elasticsearch 8.x and 9.x servers both accept.
+
+    The 9.x Python client sends ``compatible-with=9``, which an 8.x server rejects
+    with 400 ``media_type_header_exception``; 9.x servers answer 8.x-compatible
+    requests unchanged for every API used here.
+    """
+
+    def perform_request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: HttpHeaders | None = None,
+        request_timeout: DefaultType | float | None = DEFAULT,
+    ) -> NodeApiResponse:
+        if headers is not None:
+            headers = headers.copy()
+            for name in ("accept", "content-type"):
+                if name in headers:
+                    headers[name] = headers[name].replace("compatible-with=9", "compatible-with=8")
+        return super().perform_request(method, target, body, headers, request_timeout)
+
+
 def elasticsearch_client(settings: Settings, *, timeout_s: float = 10.0) -> Elasticsearch:
     """A client for ``settings.elasticsearch_url`` with its credentials and CA.
 
     Retries are left to the caller (the sink runner backs off), so one slow node
     cannot stall a flush for the client's whole retry budget.
     """
-    options: dict[str, Any] = {"request_timeout": timeout_s, "max_retries": 0}
+    options: dict[str, Any] = {
+        "request_timeout": timeout_s,
+        "max_retries": 0,
+        "node_class": CompatibleWith8Node,
+    }
     if settings.elasticsearch_api_key is not None:
         options["api_key"] = settings.elasticsearch_api_key.get_secret_value()
     elif settings.elasticsearch_username:
