@@ -99,19 +99,27 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+def _run_collecting_errors(runner: SinkRunner, errors: list[BaseException]) -> None:
+    try:
+        runner.run()
+    except BaseException as exc:  # a thread cannot raise to the test; it asserts on errors
+        errors.append(exc)
+
+
 class RunningSink:
     """The worker's Milvus sink runner in a background thread."""
 
     def __init__(self, settings: Settings) -> None:
         self.runner: SinkRunner = build_milvus_sink_runner(settings, batch_size=50)
         self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, name="milvus-sink-test", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:  # surfaced by stop(); a thread cannot raise to the test
-            self.errors.append(exc)
+        # No reference back to self from the thread: no cycle keeping the runner's
+        # Kafka clients alive (and reconnecting) after the test.
+        self.thread = threading.Thread(
+            target=_run_collecting_errors,
+            args=(self.runner, self.errors),
+            name="milvus-sink-test",
+            daemon=True,
+        )
 
     def __enter__(self) -> RunningSink:
         self.thread.start()
