@@ -152,10 +152,9 @@ def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def sink_settings(topic_settings: Settings) -> Settings:
-    # A unique app id gives each test its own consumer group.
-    settings = topic_settings.model_copy(update={"app_id": f"test-{uuid.uuid4().hex[:8]}"})
-    create_topics(settings)
-    return settings
+    """This test's topics (and, through its unique app id, its own consumer group)."""
+    create_topics(topic_settings)
+    return topic_settings
 
 
 # ------------------------------------------------------------------------- tests
