@@ -13,6 +13,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Message
@@ -70,8 +71,19 @@ def _consume_all(settings: Settings, expected: int, timeout_s: float = 60.0) -> 
     return messages
 
 
-def _headers(message: Message) -> dict[str, bytes]:
-    return {k: v for k, v in (message.headers() or []) if v is not None}
+def _line(message: Message) -> int:
+    """The feed line a message came from (the publisher's ``catstream-line`` header)."""
+    for name, value in dict(message.headers() or {}).items():
+        if name == "catstream-line" and isinstance(value, bytes):
+            return int(value)
+    raise AssertionError("every published message carries its feed line")
+
+
+def _event(message: Message) -> dict[str, Any]:
+    value = message.value()
+    assert value is not None
+    event: dict[str, Any] = json.loads(value)
+    return event
 
 
 def test_csv_feed_every_row_published_or_skipped(topic_settings: Settings, tmp_path: Path) -> None:
@@ -88,11 +100,11 @@ def test_csv_feed_every_row_published_or_skipped(topic_settings: Settings, tmp_p
 
     messages = _consume_all(topic_settings, report.sent)
     assert len(messages) == report.sent  # no more, no fewer: the producer is idempotent
-    lines = {int(_headers(m)["catstream-line"]) for m in messages}
+    lines = {_line(m) for m in messages}
     assert not lines & set(generated.parse_error_lines)
     keyless = 0
     for message in messages:
-        event = json.loads(message.value())
+        event = _event(message)
         product_id = event.get("product_id")
         if product_id:
             assert message.key() == product_id.encode()
@@ -100,7 +112,7 @@ def test_csv_feed_every_row_published_or_skipped(topic_settings: Settings, tmp_p
             assert message.key() is None
             keyless += 1
     assert keyless == generated.corrupt["missing_id"]  # published: the stream dead-letters it
-    oversize = sum(len(json.loads(m.value()).get("product_id", "")) > 256 for m in messages)
+    oversize = sum(len(_event(m).get("product_id", "")) > 256 for m in messages)
     assert oversize == generated.corrupt["oversize_id"]
 
 
@@ -114,7 +126,7 @@ def test_jsonl_garbage_lines_are_forwarded_raw(topic_settings: Settings, tmp_pat
     assert report.raw_forwarded == len(generated.parse_error_lines) > 0
     messages = _consume_all(topic_settings, ROWS)
     assert len(messages) == ROWS
-    by_line = {int(_headers(m)["catstream-line"]): m for m in messages}
+    by_line = {_line(m): m for m in messages}
     feed_lines = path.read_bytes().split(b"\n")
     for line in generated.parse_error_lines:
         assert by_line[line].value() == feed_lines[line - 1]  # the original bytes

@@ -7,7 +7,11 @@ so each starts in seconds) and check that nothing is left running.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -161,6 +165,28 @@ def test_status_table_shows_state_pid_and_urls_without_credentials(
     assert redact("http://elastic:hunter2@es.prod:9200") == "http://***@es.prod:9200"
 
 
+def test_status_command_prints_urls_but_never_secrets(local_stack: RunningStack) -> None:
+    secret = f"secret_{uuid.uuid4().hex}"
+    env = os.environ | {
+        "CATSTREAM_KAFKA_SASL_PASSWORD": secret,
+        "CATSTREAM_ELASTICSEARCH_PASSWORD": secret,
+        "CATSTREAM_MILVUS_TOKEN": secret,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "catstream.cli", "stack", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for status in local_stack.stack.status():
+        assert f" {status.pid} " in result.stdout
+        assert all(url in result.stdout for url in status.urls.values())
+    assert secret not in result.stdout + result.stderr
+
+
 # --- lifecycle of small private stacks -------------------------------------------------
 
 FAST = StackTimeouts(noida_s=60, milvus_s=60, triton_s=60, probe_s=2, stop_grace_s=10)
@@ -245,6 +271,20 @@ def test_stop_and_start_one_service_keeps_its_ports(
     assert triton_after.up
     assert triton_after.urls == triton_before.urls
     assert triton_after.pid != triton_before.pid
+
+    # kill -9 of noida's leader orphans its server process; `up` cleans it up and
+    # brings noida back on the same URLs, leaving the healthy services alone.
+    noida = next(s for s in small.status() if s.name == "noida")
+    milvus_pid = next(s.pid for s in small.status() if s.name == "milvus")
+    assert noida.pid is not None
+    os.kill(noida.pid, signal.SIGKILL)
+    report = small.up()
+    assert not report.already_running
+    statuses = {s.name: s for s in report.services}
+    assert statuses["noida"].up
+    assert statuses["noida"].urls == noida.urls
+    assert statuses["milvus"].pid == milvus_pid
+    assert not processes.session_members(noida.pid)
 
     # Someone takes noida's Kafka port while it is stopped: a clear error, not a hang.
     small.stop_service("noida")
