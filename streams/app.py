@@ -25,6 +25,8 @@ from streams.offset_tracking import install_offset_fix
 def create_app(settings: Settings) -> faust.App:
     """A configured (not yet started) Faust app with no agents."""
     install_offset_fix()
+    datadir = settings.home / "faust" / settings.worker_instance_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = faust_broker_options(settings)
     return faust.App(
         settings.app_id,
@@ -36,10 +38,13 @@ def create_app(settings: Settings) -> faust.App:
         consumer_group_instance_id=f"{settings.app_id}-{settings.worker_instance_id}",
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
-        stream_wait_empty=True,
+        # Agents ack explicitly and ignore records they must not handle (see
+        # streams.contiguity); waiting for every fetched record to be acked would
+        # hang shutdown. Unacked records are simply processed again.
+        stream_wait_empty=False,
         broker_commit_interval=1.0,
         store="memory://",
-        datadir=str(settings.home / "faust" / settings.worker_instance_id),
+        datadir=str(datadir),
         web_enabled=False,
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
     )

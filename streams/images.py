@@ -457,3 +457,13 @@ def _from_memory(result: FetchResult) -> FetchResult:
     if isinstance(result, FetchedImage) and result.source != "memory":
         return FetchedImage(result.url, result.data, result.content_type, "memory")
     return result
+
+
+def fetch_images(settings: Settings, urls: Iterable[str]) -> list[FetchResult]:
+    """Blocking :meth:`ImageFetcher.fetch_many` for scripts and training (not inside a loop)."""
+
+    async def run() -> list[FetchResult]:
+        async with ImageFetcher(settings) as fetcher:
+            return await fetcher.fetch_many(urls)
+
+    return asyncio.run(run())

@@ -1,29 +1,83 @@
-"""A fix for faust-streaming 0.15.3's offset bookkeeping, installed at start-up.
+"""Fixes for faust-streaming 0.15.3's offset bookkeeping, installed at start-up.
 
-``Consumer._new_offset`` decides which offset to commit from the offsets acked
-so far. It refuses to commit when the smallest acked offset is *more than one*
-past the committed offset, but Kafka's committed offset already means "the next
-offset to read". So when offset ``C`` (== committed) is still in flight and
-``C+1`` is acked, faust commits past ``C``. A restart at that moment (the
-moment right after "Worker ready" is typical: the first fetch delivers several
-records per partition that are processed concurrently by agents with different
-latencies) silently skips ``C``. The same off-by-one makes the check miss
-genuine holes, which is how a partition's committed offset could freeze.
+We reproduced the reported loss (graceful restarts of the normalise worker lost
+a record or two per partition, at committed+1 or +2, right after start: see
+``tests/integration/test_normalise_restarts.py``) and found three causes:
 
-The corrected rule: commit only a run of consecutive acked offsets that starts
-exactly at the committed offset (or anywhere, when nothing was committed yet).
-Gap intervals faust records for compacted topics are folded in first, exactly
-as upstream does.
+0. ``Consumer.getmany`` stops yielding a fetched batch when the consumer
+   generation changes mid-batch (a second, quick rebalance is common right
+   after a restart with static membership) and silently drops records of
+   partitions that are not active at that moment. The fetch position has
+   already moved past them, so nothing reads them again and a later commit
+   moves past them. :func:`getmany` seeks such partitions back to the first
+   dropped record.
+1. A stream acks the current event in the ``finally`` of its iterator, i.e.
+   also when the agent is *cancelled* mid-event (shutdown, rebalance). Our
+   agents iterate ``stream.noack()`` and ack explicitly after the outputs were
+   sent.
+2. The stream iterator discards records fetched under an older consumer
+   generation, and nothing fetches them again. ``streams.contiguity`` catches
+   this in the agents: they handle only the next offset of each partition and
+   seek back over a hole.
+3. The root of the skip after "Worker ready": the fetcher drops any record
+   whose offset is below the partition's "read offset" (its duplicate filter).
+   After a seek, records prefetched before the seek still arrive first and
+   push the read offset ahead, so the re-read records are then dropped as
+   "duplicates". :class:`ForgetfulOffsets` disables that filter; the agents'
+   contiguity check drops real duplicates instead, by exact offset.
+4. ``Consumer._new_offset`` commits a run of acked offsets even when the record
+   at the committed offset is still in flight (it tolerates a hole of one).
+   :func:`new_offset` only commits a run that starts at the committed offset;
+   with (2) the agents ack in offset order, so that run always forms.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport.consumer import Consumer
 from faust.utils.functional import consecutive_numbers
 
+from catstream.logs import get_logger
+
+log = get_logger(__name__)
+
 _installed = False
+
+
+async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
+    """Upstream ``Consumer.getmany``, but dropped records are fetched again."""
+    records, active_partitions = await consumer._wait_next_records(timeout)
+    generation_id = consumer.app.consumer_generation_id
+    if records is None or consumer.should_stop:
+        return
+    if not consumer.flow_active:
+        # Upstream seeks back to the committed offsets here; so do we.
+        await _seek_back(consumer, {tp: batch[0].offset for tp, batch in records.items() if batch})
+        return
+    dropped: dict[Any, int] = {}
+    for tp, record in consumer.scheduler.iterate(records):
+        stop = not consumer.flow_active or consumer.app.consumer_generation_id != generation_id
+        active = active_partitions is None or tp in active_partitions
+        active = active or tp in consumer._buffered_partitions
+        if stop or not active or tp in dropped:
+            dropped.setdefault(tp, record.offset)
+            continue
+        consumer.app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
+        yield tp, consumer._to_message(tp, record)
+    await _seek_back(consumer, dropped)
+
+
+async def _seek_back(consumer: Any, first_dropped: dict[Any, int]) -> None:
+    for tp, offset in first_dropped.items():
+        try:
+            await consumer.seek(tp, offset)
+            log.info(
+                "refetching_dropped_records", topic=tp.topic, partition=tp.partition, offset=offset
+            )
+        except Exception as exc:  # revoked meanwhile: the new owner starts at the commit
+            log.info("refetch_skipped", topic=tp.topic, partition=tp.partition, error=str(exc))
 
 
 def new_offset(consumer: Any, tp: Any) -> int | None:
@@ -35,7 +89,8 @@ def new_offset(consumer: Any, tp: Any) -> int | None:
     acked.sort()
     committed = consumer._committed_offset[tp]
     if committed is not None and acked[0] > committed:
-        # The record at `committed` has not been acked yet: committing now would skip it.
+        # The record at the committed offset is not done: committing the run after
+        # it would skip it.
         return None
     batch = next(consecutive_numbers(acked))
     del acked[: len(batch)]
@@ -59,10 +114,33 @@ def _fold_in_gaps(consumer: Any, tp: Any, acked: list[int]) -> None:
     gaps.chop(0, max(filled[-1], max_offset + 1))
 
 
+class ForgetfulOffsets(dict[Any, int | None]):
+    """A read-offset map that remembers nothing, so the fetcher never drops a record."""
+
+    def __getitem__(self, key: Any) -> int | None:
+        return None
+
+    def __setitem__(self, key: Any, value: int | None) -> None:
+        return None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_upstream_init = Consumer.__init__
+
+
+def _init(consumer: Any, *args: Any, **kwargs: Any) -> None:
+    _upstream_init(consumer, *args, **kwargs)
+    consumer._read_offset = ForgetfulOffsets()
+
+
 def install_offset_fix() -> None:
-    """Replace ``Consumer._new_offset`` with :func:`new_offset` (idempotent)."""
+    """Patch faust's Consumer (idempotent)."""
     global _installed
     if _installed:
         return
+    Consumer.__init__ = _init  # type: ignore[method-assign]
+    Consumer.getmany = getmany  # type: ignore[method-assign,assignment]
     Consumer._new_offset = new_offset  # type: ignore[method-assign,assignment]
     _installed = True

@@ -23,6 +23,7 @@ from catstream.settings import Settings
 from schemas.events import NormalisedProduct, RawProduct, parse_updated_at
 from streams.app import product_topic
 from streams.change_detection import ProductState, Verdict, judge, next_state
+from streams.contiguity import PartitionContiguity
 from streams.normaliser.fingerprint import fingerprint
 from streams.normaliser.product import normalise_product
 from streams.raw_decoding import decode_raw_product
@@ -157,8 +158,6 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
         "product-state",
         default=None,
         partitions=settings.topic_partitions,
-        key_serializer="json",
-        value_serializer="json",
     )
     step = NormaliseStep(
         settings,
@@ -167,9 +166,22 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
         deadletter=product_topic(app, settings, "deadletter"),
     )
 
+    contiguity = PartitionContiguity(STAGE)
+
+    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        contiguity.forget(revoked)
+
     @app.agent(product_topic(app, settings, "raw"), name="normalise")
     async def normalise(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await step.handle(event.message)
+        # noack + explicit ack: an event is acked only once its output was sent,
+        # never by the iterator's cleanup when the agent is cancelled mid-event.
+        events = stream.noack()
+        async for event in events.events():
+            message = event.message
+            if not await contiguity.admit(app.consumer, message.tp, message.offset):
+                continue
+            await step.handle(message)
+            await events.ack(event)
 
     return step

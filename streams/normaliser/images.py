@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 MAX_IMAGES = 20
 MAX_URL_CHARS = 2048
 _SEPARATORS = re.compile(r"[\s|]+")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def clean_url(value: object) -> str | None:
@@ -25,7 +26,7 @@ def clean_url(value: object) -> str | None:
     url = html.unescape(value.strip())
     if url.startswith("//"):
         url = "https:" + url
-    if not url or len(url) > MAX_URL_CHARS or any(ord(c) < 33 or ord(c) == 127 for c in url):
+    if not url or len(url) > MAX_URL_CHARS or _CONTROL_OR_SPACE.search(url):
         return None
     try:
         parts = urlsplit(url)

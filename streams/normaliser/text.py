@@ -22,39 +22,53 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _WHITESPACE = re.compile(r"\s+")
-# Categories dropped: Cc control, Cf format (zero-width, BOM, soft hyphen),
-# Cs lone surrogates (undecodable input), Co private use.
-_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
 _MAX_ROUNDS = 8
 _TRADEMARKS = {ord(c): None for c in "™℠®"}
-
-
-def _is_emoji(char: str) -> bool:
-    # Pictographs carry no category signal and break tokenisers; "So" in the
-    # emoji blocks, plus the variation selectors that style them.
-    code = ord(char)
-    return (
-        0x1F000 <= code <= 0x1FAFF
-        or 0x2600 <= code <= 0x27BF
-        or 0xFE00 <= code <= 0xFE0F
-        or 0x1F1E6 <= code <= 0x1F1FF
-    )
-
-
-_ASCII_CONTROLS = {
-    code: (" " if chr(code) in "\t\n\r\x0b\x0c" else None) for code in [*range(32), 127]
-}
+# Whitespace controls become spaces (they separate words); other controls go.
+_WHITESPACE_CONTROLS = {ord(c): " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85"}
+# Characters dropped: Unicode categories Cc (control), Cf (format: zero-width space,
+# BOM, soft hyphen, bidi marks), Cs (lone surrogates from undecodable input) and Co
+# (private use), as of Unicode 14 (Python 3.11), listed as ranges because a
+# per-character category lookup is ten times slower; plus emoji and the variation
+# selectors that style them (no category signal, and they break tokenisers).
+_DROPPED_RANGES = (
+    (0x0, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xD800, 0xF8FF),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+    (0xF0000, 0xFFFFD),
+    (0x100000, 0x10FFFD),
+    # emoji and pictographs, dingbats and symbols, variation selectors, flags
+    (0x1F000, 0x1FAFF),
+    (0x2600, 0x27BF),
+    (0xFE00, 0xFE0F),
+    (0x1F1E6, 0x1F1FF),
+)
+_DROPPED = re.compile("[" + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in _DROPPED_RANGES) + "]")
 
 
 def _drop_unwanted_chars(text: str) -> str:
-    text = text.translate(_ASCII_CONTROLS)  # whitespace controls become spaces
-    if text.isascii():
-        return text
-    return "".join(
-        char
-        for char in text
-        if not (unicodedata.category(char) in _DROPPED_CATEGORIES or _is_emoji(char))
-    )
+    return _DROPPED.sub("", text.translate(_WHITESPACE_CONTROLS))
 
 
 def _strip_markup(text: str) -> str:
@@ -85,11 +99,22 @@ def _one_pass(text: str, max_chars: int | None) -> str:
     return text
 
 
+def _may_change_again(text: str) -> bool:
+    # One pass leaves work only where decoding created it: an entity or tag that
+    # decoded into markup, a trademark sign, or a character NFKC would rewrite.
+    return (
+        "&" in text
+        or "<" in text
+        or not unicodedata.is_normalized("NFKC", text)
+        or any(mark in text for mark in "™℠®")
+    )
+
+
 def _fixpoint(text: str, max_chars: int | None) -> str:
     for _ in range(_MAX_ROUNDS):
         cleaned = _one_pass(text, max_chars)
-        if cleaned == text:
-            break
+        if cleaned == text or not _may_change_again(cleaned):
+            return cleaned
         text = cleaned
     return text
 
