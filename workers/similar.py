@@ -38,7 +38,9 @@ from workers.milvus_sink import MILVUS_ERRORS
 SimilarBy = Literal["text", "image", "both"]
 SIMILAR_BY: tuple[SimilarBy, ...] = ("text", "image", "both")
 MAX_K = 16384  # Milvus' top-k limit per search
-QUERY_TIMEOUT_S = 10.0
+# milvus-lite searches its unsealed memtable row by row in Python: seconds for a few
+# thousand rows on a busy laptop. Production Milvus answers in milliseconds.
+QUERY_TIMEOUT_S = 30.0
 RESULT_FIELDS = ["has_image", *LEVEL_FIELDS, "category_path"]
 
 
