@@ -34,7 +34,7 @@ from workers.milvus_collection import (
     count_rows,
     ensure_collection,
 )
-from workers.milvus_sink import build_milvus_sink_runner
+from workers.milvus_sink import build_milvus_sink_runner, run_milvus_sink
 from workers.sink_runner import SinkRunner
 
 WAIT_S = 60.0
@@ -212,6 +212,19 @@ def test_upserts_and_deletes_reach_milvus_and_replays_add_no_duplicates(
     letters = dead_letters(sink_settings, expected=2)  # the bad record, once per publish
     assert len(letters) == 2
     assert all("384" in letter["reason"] and "republish" in letter["reason"] for letter in letters)
+
+
+def test_run_milvus_sink_consumes_until_its_stop_event_is_set(sink_settings: Settings) -> None:
+    rng = random.Random(3)
+    produce(sink_settings, [(f"s{i}", embedding_event(f"s{i}", rng)) for i in range(5)])
+    stop = threading.Event()
+    worker = threading.Thread(target=run_milvus_sink, args=(sink_settings, stop), daemon=True)
+    worker.start()
+    wait_for(lambda: consumed_everything(sink_settings), "run_milvus_sink to consume")
+    stop.set()
+    worker.join(30)
+    assert not worker.is_alive(), "run_milvus_sink ignored its stop event"
+    assert count_rows(connect(sink_settings), sink_settings.milvus_collection) == 5
 
 
 # ---------------------------------------------------------- a Milvus of its own
