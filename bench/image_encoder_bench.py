@@ -78,7 +78,7 @@ def _result(
     backend: str, size: int, in_flight: int, images: int, wall: float, latencies: list[float]
 ) -> Result:
     ordered = sorted(latencies)
-    return Result(
+    result = Result(
         backend=backend,
         batch_size=size,
         in_flight=in_flight,
@@ -88,6 +88,12 @@ def _result(
         batch_ms_p50=round(statistics.median(ordered) * 1000, 2),
         batch_ms_p95=round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2),
     )
+    # Progress as we go: a busy machine can make the whole run take minutes.
+    print(
+        f"  {backend} batch={size} in_flight={in_flight}: {result.images_per_s} images/s",
+        flush=True,
+    )
+    return result
 
 
 def bench_in_process(
@@ -161,7 +167,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", help="Triton gRPC address (default: settings.triton_grpc_url)")
     parser.add_argument("--batch-sizes", default="1,32,64", help="comma-separated batch sizes")
-    parser.add_argument("--images", type=int, default=128, help="photos per batch size")
+    parser.add_argument("--images", type=int, default=64, help="photos per batch size")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads in-process")
     parser.add_argument(
         "--concurrency", type=int, default=8, help="Triton batch-1 requests in flight"
