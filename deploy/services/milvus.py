@@ -1,4 +1,4 @@
-"""Milvus: milvus-lite in gRPC server mode (default) or the standalone ``milvus`` package.
+"""Milvus: milvus-lite's gRPC server (default) or the standalone ``milvus`` package.
 
 Server mode, not the embedded ``MilvusClient("file.db")``: the worker, the sinks,
 the API and the tests are separate processes that must share one collection.
@@ -6,6 +6,8 @@ the API and the tests are separate processes that must share one collection.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -42,11 +44,12 @@ class MilvusService(Service):
     def launch(self, ports: Mapping[str, int], data_dir: Path) -> Launch:
         port = str(ports["milvus"])
         if self.mode == "lite":
-            binary = find_executable("milvus-lite")
-            if binary is None:
+            if importlib.util.find_spec("milvus_lite") is None:
                 raise StackError("milvus-lite is not installed; run `.venv/bin/pip install -e .`")
-            command = [str(binary), "server", "--data-dir", str(data_dir)]
-            command += ["--host", LOCALHOST, "--port", port]
+            # milvus-lite's own server, with the keepalive policy pymilvus needs
+            # (see deploy/services/milvus_lite_server.py for why not `milvus-lite server`).
+            command = [sys.executable, "-m", "deploy.services.milvus_lite_server"]
+            command += ["--data-dir", str(data_dir), "--host", LOCALHOST, "--port", port]
             return Launch(command=command, cwd=data_dir)
         binary = find_executable("milvus-server")
         if binary is None:
