@@ -9,6 +9,7 @@ Secrets are ``SecretStr``: they never appear in ``repr`` or logs.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -147,6 +148,24 @@ class Settings(BaseSettings):
 
     def all_topics(self) -> list[str]:
         return [self.topic(k) for k in TOPIC_KEYS]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``CATSTREAM_*`` variables, for a child process.
+
+        Secrets are included (the child needs them); never log the result.
+        """
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple | list):
+                value = json.dumps(list(value))
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"CATSTREAM_{name.upper()}"] = str(value)
+        return env
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
