@@ -23,17 +23,19 @@ _BLOCK_TAG = re.compile(
 )
 _WHITESPACE = re.compile(r"\s+")
 _MAX_ROUNDS = 8
-_TRADEMARKS = {ord(c): None for c in "™℠®"}
-# Whitespace controls become spaces (they separate words); other controls go.
-_WHITESPACE_CONTROLS = {ord(c): " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85"}
+_TRADEMARKS = re.compile("[™℠®]")
 # Characters dropped: Unicode categories Cc (control), Cf (format: zero-width space,
 # BOM, soft hyphen, bidi marks), Cs (lone surrogates from undecodable input) and Co
 # (private use), as of Unicode 14 (Python 3.11), listed as ranges because a
 # per-character category lookup is ten times slower; plus emoji and the variation
 # selectors that style them (no category signal, and they break tokenisers).
 _DROPPED_RANGES = (
-    (0x0, 0x1F),
-    (0x7F, 0x9F),
+    # Controls, except the whitespace ones (\t \n \v \f \r, 0x1C-0x1F, 0x85): those
+    # separate words and are collapsed into one space later.
+    (0x0, 0x8),
+    (0xE, 0x1B),
+    (0x7F, 0x84),
+    (0x86, 0x9F),
     (0xAD, 0xAD),
     (0x600, 0x605),
     (0x61C, 0x61C),
@@ -68,7 +70,7 @@ _DROPPED = re.compile("[" + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in _DROPPE
 
 
 def _drop_unwanted_chars(text: str) -> str:
-    return _DROPPED.sub("", text.translate(_WHITESPACE_CONTROLS))
+    return _DROPPED.sub("", text)
 
 
 def _strip_markup(text: str) -> str:
@@ -88,7 +90,7 @@ def _strip_markup(text: str) -> str:
 
 def _one_pass(text: str, max_chars: int | None) -> str:
     # Trademark signs are noise, and NFKC would turn "Nike™" into "NikeTM".
-    text = unicodedata.normalize("NFKC", text.translate(_TRADEMARKS))
+    text = unicodedata.normalize("NFKC", _TRADEMARKS.sub("", text))
     text = _drop_unwanted_chars(text)
     text = _strip_markup(text)
     # Entities can decode into control characters ("&#7;") or emoji.
