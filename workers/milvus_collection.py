@@ -20,6 +20,7 @@ once: creation carries its index, and losing the creation race is not an error.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ MAX_LEVELS = 7
 PRODUCT_ID_MAX = 256
 CATEGORY_PATH_MAX = 2048
 MODEL_VERSION_MAX = 128
+CREATE_ATTEMPTS = 4
 VECTOR_FIELDS = ("text_vector", "image_vector")
 LEVEL_FIELDS = tuple(f"cat_l{level}" for level in range(1, MAX_LEVELS + 1))
 SCALAR_FIELDS = ("has_image", *LEVEL_FIELDS, "category_path", "model_version", "updated_at")
@@ -139,19 +141,25 @@ def ensure_collection(client: MilvusClient, spec: CollectionSpec) -> None:
 
 
 def _create(client: MilvusClient, spec: CollectionSpec) -> None:
-    try:
-        client.create_collection(
-            spec.name,
-            schema=build_schema(spec),
-            index_params=build_index_params(spec),
-            consistency_level="Strong",
-        )
-        log.info("milvus_collection_created", collection=spec.name, index=spec.index_type)
-    except MilvusException:
-        # Another process may have created it between our check and our call.
-        if not client.has_collection(spec.name):
-            raise
-        log.info("milvus_collection_created_elsewhere", collection=spec.name)
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            client.create_collection(
+                spec.name,
+                schema=build_schema(spec),
+                index_params=build_index_params(spec),
+                consistency_level="Strong",
+            )
+            log.info("milvus_collection_created", collection=spec.name, index=spec.index_type)
+            return
+        except MilvusException:
+            # Another process may be creating it right now (milvus-lite then fails with
+            # "File exists" before the collection is visible): give it time to finish.
+            time.sleep(0.3 * attempt)
+            if client.has_collection(spec.name):
+                log.info("milvus_collection_created_elsewhere", collection=spec.name)
+                return
+            if attempt == CREATE_ATTEMPTS:
+                raise
 
 
 def _check_existing(client: MilvusClient, spec: CollectionSpec) -> None:
