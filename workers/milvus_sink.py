@@ -30,7 +30,10 @@ from catstream.metrics import SINK_WRITES
 from catstream.settings import Settings
 from schemas.events import ProductEmbedding
 from workers.milvus_collection import (
+    CATEGORY_PATH_MAX,
     MAX_LEVELS,
+    MODEL_VERSION_MAX,
+    PRODUCT_ID_MAX,
     CollectionSpec,
     connect,
     ensure_collection,
@@ -58,17 +61,41 @@ def embedding_row(event: ProductEmbedding, spec: CollectionSpec) -> Row:
     if event.image_embedding is not None:
         _check_vector(event.image_embedding, spec.image_dim, "image_embedding", event.product_id)
     levels = _category_levels(event.category_ids, event.product_id)
+    _check_varchar(event.product_id, PRODUCT_ID_MAX, "product_id", event.product_id)
+    _check_varchar(event.model_version, MODEL_VERSION_MAX, "model_version", event.product_id)
+    if not 0 <= (event.updated_at or 0) < 2**63:
+        raise InvalidMessage(
+            f"updated_at {event.updated_at} of {event.product_id!r} is not epoch milliseconds: "
+            "fix the feed's timestamp for this product and republish it",
+            error_class="UpdatedAtRange",
+        )
     row: Row = {
         "product_id": event.product_id,
         "text_vector": event.text_embedding,
         "image_vector": event.image_embedding or [0.0] * spec.image_dim,
         "has_image": event.image_embedding is not None,
-        "category_path": " > ".join(event.category_path),
+        "category_path": fit_utf8(" > ".join(event.category_path), CATEGORY_PATH_MAX),
         "model_version": event.model_version,
         "updated_at": event.updated_at or 0,
     }
     row.update({f"cat_l{level}": cat for level, cat in enumerate(levels, start=1)})
     return row
+
+
+def fit_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 without splitting a character
+    (Milvus VARCHAR limits may count bytes; the path is for display only)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
+def _check_varchar(value: str, max_bytes: int, field: str, product_id: str) -> None:
+    """Milvus would reject the whole batch, and a rejected batch is retried forever."""
+    if len(value.encode("utf-8")) > max_bytes:
+        raise InvalidMessage(
+            f"{field} of {product_id[:80]!r} is longer than the {max_bytes} UTF-8 bytes the "
+            f"Milvus collection stores: shorten it at the source and republish the product",
+            error_class="FieldTooLong",
+        )
 
 
 def _check_vector(vector: Sequence[float], dim: int, field: str, product_id: str) -> None:

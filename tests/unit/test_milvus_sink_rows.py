@@ -11,8 +11,13 @@ import pytest
 from catstream.errors import InvalidMessage
 from catstream.settings import Settings
 from schemas.events import ProductEmbedding
-from workers.milvus_collection import CollectionSpec, build_index_params, string_literal
-from workers.milvus_sink import MilvusSink, embedding_row, parse_message
+from workers.milvus_collection import (
+    CATEGORY_PATH_MAX,
+    CollectionSpec,
+    build_index_params,
+    string_literal,
+)
+from workers.milvus_sink import MilvusSink, embedding_row, fit_utf8, parse_message
 from workers.sink import SinkMessage
 
 SPEC = CollectionSpec(name="unit", text_dim=4, image_dim=3)
@@ -69,6 +74,9 @@ def test_row_without_image_gets_zero_vector_and_flag() -> None:
         ({"text_embedding": [0.0, 0.0, 0.0, 0.0]}, "EmbeddingZero"),
         ({"category_ids": list(range(1, 9))}, "CategoryTooDeep"),
         ({"category_ids": [1, 0]}, "CategoryId"),
+        ({"model_version": "v" * 129}, "FieldTooLong"),
+        ({"product_id": "p1" + "é" * 128}, "FieldTooLong"),  # 258 bytes, 130 characters
+        ({"updated_at": 2**63}, "UpdatedAtRange"),
     ],
 )
 def test_unwritable_embeddings_are_invalid(overrides: dict[str, Any], error_class: str) -> None:
@@ -76,6 +84,13 @@ def test_unwritable_embeddings_are_invalid(overrides: dict[str, Any], error_clas
         embedding_row(ProductEmbedding(**event(**overrides)), SPEC)
     assert raised.value.error_class == error_class
     assert "p1" in raised.value.reason
+
+
+def test_long_category_paths_are_cut_on_a_character_boundary() -> None:
+    assert fit_utf8("abé", 3) == "ab"
+    row = embedding_row(ProductEmbedding(**event(category_path=["é" * 1500])), SPEC)
+    assert len(row["category_path"].encode()) <= CATEGORY_PATH_MAX
+    assert row["category_path"] == "é" * (CATEGORY_PATH_MAX // 2)
 
 
 def test_tombstone_deletes_by_key() -> None:
