@@ -101,11 +101,14 @@ class TritonPythonModel:
         try:
             embeddings, ok, reasons = self.encoder.encode_bytes_with_reasons(flat)
         except Exception as exc:  # the runtime itself failed: answer every request, never crash
-            failure = pb_utils.TritonError(
-                f"image_encoder failed on the batch ({exc}); retry or check the server log",
-                pb_utils.TritonError.INTERNAL,
-            )
-            return [pb_utils.InferenceResponse(output_tensors=[], error=failure)] * len(requests)
+            message = f"image_encoder failed on the batch ({exc}); retry or check the server log"
+            return [
+                pb_utils.InferenceResponse(
+                    output_tensors=[],
+                    error=pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL),
+                )
+                for _ in requests
+            ]
         failed = Counter(reason for reason in reasons if reason is not None)
         if failed:
             self.logger.log_warn(f"image_encoder: undecodable images {dict(failed)}")
