@@ -156,6 +156,7 @@ class SimilarProducts:
                 )
             return self._both(query, expr, k)
         except MILVUS_ERRORS as exc:
+            self._client = None  # reconnect next time: the server may have restarted
             raise RecoverableError(
                 "milvus", f"similar products of {product_id!r}: {exc}; retry when Milvus answers"
             ) from exc
