@@ -1,0 +1,99 @@
+"""The Wide & Deep categoriser network (torch, TorchScript-able).
+
+- wide: a linear map of the hashed sparse features (``EmbeddingBag`` = a sparse
+  linear layer) to ``wide_dim`` values;
+- deep: an MLP on ``[384-d MiniLM text embedding, 1280-d image embedding * mask, mask]``;
+- shared: one layer on ``[wide, deep]``;
+- two heads, each seeing ``[shared, wide]`` so the wide path also reaches the
+  logits linearly (the "wide" in Wide & Deep):
+  - ``independent``: one sigmoid logit per label-map category (multi-label,
+    trained on rule labels with the ancestor closure and on human labels);
+  - ``exclusive``: softmax logits over the leaf set (trained on human labels).
+
+The module returns raw logits; temperature, hierarchy and thresholds are applied
+by ``serving.Predictor`` so training, Triton and offline code share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+IMAGE_DIM = 1280
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    n_buckets: int
+    n_labels: int
+    n_leaves: int
+    text_dim: int = 384
+    image_dim: int = IMAGE_DIM
+    wide_dim: int = 64
+    hidden: int = 256
+    dropout: float = 0.3
+    input_dropout: float = 0.1
+
+    def to_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+class WideAndDeep(nn.Module):
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wide = nn.EmbeddingBag(config.n_buckets, config.wide_dim, mode="sum")
+        # Small init: a product sums ~100 weighted rows; N(0, 1) rows would start
+        # the wide path far louder than the deep one.
+        nn.init.normal_(self.wide.weight, std=0.02)
+        self.input_dropout = nn.Dropout(config.input_dropout)
+        self.deep = nn.Sequential(
+            nn.Linear(config.text_dim + config.image_dim + 1, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+        )
+        self.shared = nn.Sequential(
+            nn.Linear(config.wide_dim + config.hidden, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+        )
+        head_in = config.hidden + config.wide_dim
+        self.independent = nn.Linear(head_in, config.n_labels)
+        self.exclusive = nn.Linear(head_in, config.n_leaves)
+
+    def forward(
+        self,
+        indices: torch.Tensor,
+        offsets: torch.Tensor,
+        weights: torch.Tensor,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(independent logits [n, n_labels], exclusive logits [n, n_leaves])."""
+        wide = self.wide(indices, offsets, per_sample_weights=weights)
+        return self.heads(wide, text, image, image_mask)
+
+    def heads(
+        self,
+        wide: torch.Tensor,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything after the wide lookup (training computes ``wide`` from gathered rows)."""
+        mask = image_mask.reshape(-1, 1)
+        dense = torch.cat([text, image * mask, mask], dim=1)
+        deep = self.deep(self.input_dropout(dense))
+        shared = self.shared(torch.cat([wide, deep], dim=1))
+        features = torch.cat([shared, wide], dim=1)
+        return self.independent(features), self.exclusive(features)
+
+
+def to_torchscript(model: WideAndDeep) -> torch.jit.ScriptModule:
+    """An eval-mode TorchScript copy for export (dropout off)."""
+    model.eval()
+    scripted = torch.jit.script(model)
+    return torch.jit.freeze(scripted)

@@ -1,0 +1,67 @@
+"""Logits → calibrated, hierarchy-consistent scores and decisions.
+
+One function, used by training (to fit the mix and thresholds on exactly what
+will be served), by ``serving.Predictor`` (Triton and offline) and by tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from triton_models.categoriser.calibration import sigmoid, softmax
+from triton_models.categoriser.hierarchy import Decision, LabelSpace, decide, mix_scores
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    temperature_exclusive: float
+    temperature_independent: float
+    exclusive_weight: float  # 1.0: exclusive head only; 0.0: independent head only
+    thresholds: NDArray[Any]  # float32 [labels]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "temperature_exclusive": self.temperature_exclusive,
+            "temperature_independent": self.temperature_independent,
+            "exclusive_weight": self.exclusive_weight,
+            "thresholds": [round(float(t), 6) for t in self.thresholds],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringParams:
+        return cls(
+            temperature_exclusive=float(data["temperature_exclusive"]),
+            temperature_independent=float(data["temperature_independent"]),
+            exclusive_weight=float(data["exclusive_weight"]),
+            thresholds=np.asarray(data["thresholds"], dtype=np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: NDArray[Any]  # float32 [n, labels], label-map order
+    decision: Decision
+
+
+def score_logits(
+    space: LabelSpace,
+    params: ScoringParams,
+    independent_logits: NDArray[Any],
+    exclusive_logits: NDArray[Any],
+    k: int = TOP_K,
+) -> Scored:
+    independent = sigmoid(independent_logits, params.temperature_independent)
+    exclusive = softmax(exclusive_logits, params.temperature_exclusive)
+    scores = mix_scores(
+        space,
+        independent.astype(np.float32),
+        exclusive.astype(np.float32),
+        params.exclusive_weight,
+    )
+    return Scored(scores, decide(space, scores, params.thresholds, k))

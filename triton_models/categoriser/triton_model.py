@@ -1,0 +1,122 @@
+"""Triton python-backend model of the categoriser (copied into every version as ``model.py``).
+
+This file is the single source; ``export.py`` writes it into each new version
+directory, where the python backend looks for ``<version>/model.py``. It stays
+thin: ``serving.Predictor`` does the work, the same code offline prediction and
+tests use, so Triton's scores equal in-process scores.
+
+Contract (see ../config.pbtxt): TITLE, DESCRIPTION, BRAND, RAW_CATEGORY (BYTES [1]),
+IMAGE_EMBEDDING (FP32 [1280]), IMAGE_MASK (FP32 [1]) in; PROBABILITIES, TOP_IDS,
+TOP_SCORES, PREDICTED_ID, CONFIDENCE, TEXT_EMBEDDING out. Every request of a
+dynamic batch is scored in one pass; a request that cannot be decoded gets its
+own error and the others still succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils  # provided by the python backend stub
+from numpy.typing import NDArray
+
+TEXT_INPUTS = ("TITLE", "DESCRIPTION", "BRAND", "RAW_CATEGORY")
+DEFAULT_TORCH_THREADS = 1
+
+
+def _parameter(config: dict[str, Any], key: str, default: str) -> str:
+    entry = config.get("parameters", {}).get(key)
+    if not entry:
+        return default
+    return str(entry.get("string_value", default)) or default
+
+
+def _texts(request: Any, name: str) -> list[str]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise ValueError(f"input {name} is missing; send all of {', '.join(TEXT_INPUTS)}")
+    values = []
+    for value in tensor.as_numpy().reshape(-1).tolist():
+        values.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+    return values
+
+
+def _floats(request: Any, name: str, width: int, rows: int) -> NDArray[Any]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return np.zeros((rows, width), dtype=np.float32)
+    array = np.asarray(tensor.as_numpy(), dtype=np.float32).reshape(rows, width)
+    if not np.isfinite(array).all():
+        raise ValueError(f"input {name} holds NaN or infinity; send finite values")
+    return array
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        torch.set_num_threads(int(_parameter(config, "torch_num_threads", "1")))
+        device = "cpu"
+        if args.get("model_instance_kind") == "GPU":
+            device = f"cuda:{args['model_instance_device_id']}"
+        version_dir = Path(args["model_repository"]) / str(args["model_version"])
+
+        from triton_models.categoriser.features import ProductFields
+        from triton_models.categoriser.serving import Predictor
+
+        self.fields_type = ProductFields
+        self.predictor = Predictor.load(version_dir, device=device)
+        pb_utils.Logger.log_info(
+            f"categoriser version {args['model_version']} ready: device={device} "
+            f"labels={len(self.predictor.metadata.space)}"
+        )
+
+    def _decode(self, request: Any) -> tuple[list[Any], NDArray[Any], NDArray[Any]]:
+        title, _description, brand, category = (_texts(request, n) for n in TEXT_INPUTS)
+        rows = len(title)
+        if not (len(brand) == len(category) == rows):
+            raise ValueError("TITLE, DESCRIPTION, BRAND and RAW_CATEGORY need the same batch size")
+        fields = [
+            self.fields_type(title=t, brand=b, raw_category=c)
+            for t, b, c in zip(title, brand, category, strict=True)
+        ]
+        image = _floats(request, "IMAGE_EMBEDDING", 1280, rows)
+        mask = _floats(request, "IMAGE_MASK", 1, rows).reshape(-1)
+        return fields, image, mask
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        decoded: list[tuple[list[Any], NDArray[Any], NDArray[Any]] | None] = []
+        errors: list[str | None] = []
+        for request in requests:
+            try:
+                decoded.append(self._decode(request))
+                errors.append(None)
+            except (ValueError, UnicodeDecodeError) as exc:
+                decoded.append(None)
+                errors.append(str(exc))
+        good = [d for d in decoded if d is not None]
+        outputs: dict[str, NDArray[Any]] = {}
+        if good:
+            fields = [f for d in good for f in d[0]]
+            image = np.concatenate([d[1] for d in good])
+            mask = np.concatenate([d[2] for d in good])
+            outputs = self.predictor.predict(fields, image, mask).as_triton()
+        responses = []
+        start = 0
+        for item, error in zip(decoded, errors, strict=True):
+            if item is None:
+                responses.append(
+                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error))
+                )
+                continue
+            end = start + len(item[0])
+            tensors = [pb_utils.Tensor(name, value[start:end]) for name, value in outputs.items()]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start = end
+        return responses
