@@ -39,11 +39,15 @@ def is_stale(previous: ProductState | None, updated_at: int | None) -> bool:
     """An event older than the newest one seen for the product is stale.
 
     Equal timestamps are not stale: re-publishing a feed must still flow through
-    (as unchanged) so the catalogue is refreshed. Events without a timestamp are
-    never stale, because we cannot order them.
+    (as unchanged) so the catalogue is refreshed. An event without a timestamp
+    cannot be ordered: it is accepted while we know no timestamp for the product,
+    and treated as stale once we do (otherwise re-publishing a feed where an
+    untimed row precedes a timed update would flip the product back and forth).
     """
-    if previous is None or previous.updated_at is None or updated_at is None:
+    if previous is None or previous.updated_at is None:
         return False
+    if updated_at is None:
+        return True
     return updated_at < previous.updated_at
 
 
