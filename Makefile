@@ -1,0 +1,88 @@
+# catstream: streaming product categorisation for affiliate e-commerce.
+#
+# `make demo` and `make test` do all the set-up on a fresh machine (python3.11 on PATH,
+# PyPI reachable): they create .venv, install pinned wheels, and start the local stack.
+# `make` alone lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# The stamp is newer than pyproject.toml once `pip install -e .[dev]` has succeeded with it.
+STAMP := $(VENV)/.installed
+# torch is pinned to the CPU build; any other spec would pull gigabytes of CUDA wheels.
+TORCH := torch==2.13.0
+# Extra pytest arguments: `make test PYTEST_ARGS='-k stack -x'`.
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint format typecheck unit demo bench stack-up stack-down stack-status clean
+
+help: ## list the targets
+	@echo "catstream: make TARGET"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  %-13s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with python3.11 and install catstream[dev] (idempotent)
+
+# torch goes in first, on its own, so nothing else can resolve a different (CUDA) build of it.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON_BOOT) >/dev/null || { \
+		echo "error: $(PYTHON_BOOT) not found; install Python 3.11 or run make PYTHON_BOOT=/path/to/python3.11"; \
+		exit 1; }
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	@echo "installing $(TORCH) (CPU) ..."
+	$(PY) -m pip install --quiet $(TORCH)
+	@echo "installing catstream[dev] and its pinned dependencies ..."
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Each phase prints its wall time; pytest lists the slowest tests (the suite must stay < 25 min).
+test: install ## ruff, mypy, then the whole suite (starts its own local stack)
+	time $(MAKE) --no-print-directory lint
+	time $(MAKE) --no-print-directory typecheck
+	time $(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+
+lint: install ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The Triton model files are all named model.py inside numbered version directories, which
+# cannot be packages: `mypy .` excludes them (pyproject.toml) and each is checked on its own.
+typecheck: install ## mypy (strict) on the tree and on each Triton model.py
+	$(BIN)/mypy .
+	for model in triton_models/repository/*/[0-9]*/model.py; do \
+		[ -e "$$model" ] || continue; \
+		$(BIN)/mypy "$$model"; \
+	done
+
+format: install ## ruff format and ruff check --fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+unit: install ## only the unit tests (no services)
+	$(BIN)/pytest -m 'not integration and not bench and not soak' tests/unit $(PYTEST_ARGS)
+
+demo: install ## bring up the local stack and run the whole flow (catstream demo)
+	$(BIN)/catstream demo
+
+bench: install ## benchmarks (pytest -m bench); reports in bench-results/
+	$(BIN)/pytest -m bench -s $(PYTEST_ARGS)
+
+stack-up: install ## start the local stack (Kafka, Elasticsearch, Triton, Milvus)
+	$(BIN)/catstream stack up
+
+stack-down: install ## stop the local stack
+	$(BIN)/catstream stack down
+
+stack-status: install ## show each service of the local stack
+	$(BIN)/catstream stack status
+
+clean: ## stop the local stack, remove caches and build outputs (keeps .venv)
+	if [ -x $(BIN)/catstream ]; then $(BIN)/catstream stack down || true; fi
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
