@@ -140,7 +140,7 @@ def install_offset_fix() -> None:
     global _installed
     if _installed:
         return
-    Consumer.__init__ = _init  # type: ignore[method-assign]
+    Consumer.__init__ = _init  # type: ignore[method-assign,assignment]
     Consumer.getmany = getmany  # type: ignore[method-assign,assignment]
     Consumer._new_offset = new_offset  # type: ignore[method-assign,assignment]
     _installed = True

@@ -168,12 +168,12 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
 
     contiguity = PartitionContiguity(STAGE)
 
-    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         contiguity.forget(revoked)
 
     @app.agent(product_topic(app, settings, "raw"), name="normalise")
-    async def normalise(stream: faust.StreamT[bytes]) -> None:
+    async def normalise(stream: Any) -> None:
         # noack + explicit ack: an event is acked only once its output was sent,
         # never by the iterator's cleanup when the agent is cancelled mid-event.
         events = stream.noack()

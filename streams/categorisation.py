@@ -1,0 +1,118 @@
+"""Calling the ``categoriser`` Triton model for a micro-batch, and reading its answer.
+
+The request/response layout is the model's contract (see
+``triton_models/repository/categoriser/config.pbtxt``). The worker pins the
+model version whose metadata (label map, thresholds) it loaded, so scores are
+always read with the label map they were produced with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from catstream.taxonomy import Taxonomy
+from schemas.events import CategoryScore, NormalisedProduct
+from streams.image_embedding import ImageEmbeddings
+from streams.triton_client import TritonClient
+from triton_models.categoriser.metadata import ModelMetadata
+
+OUTPUTS = ["PROBABILITIES", "TOP_IDS", "TOP_SCORES", "PREDICTED_ID", "CONFIDENCE", "TEXT_EMBEDDING"]
+
+
+@dataclass(frozen=True)
+class Categorised:
+    """The categoriser's answer for one product."""
+
+    probabilities: npt.NDArray[np.float32]  # label-map order, hierarchy-consistent
+    top_ids: list[int]
+    top_scores: list[float]
+    predicted_id: int | None  # deepest category passing its threshold
+    confidence: float
+    text_embedding: list[float]
+
+
+def _text(values: list[str | None]) -> npt.NDArray[np.object_]:
+    return np.array([[(v or "").encode("utf-8")] for v in values], dtype=np.object_)
+
+
+def request_inputs(
+    products: list[NormalisedProduct], images: ImageEmbeddings
+) -> dict[str, npt.NDArray[np.generic]]:
+    """The model's inputs for a batch of normalised products."""
+    return {
+        "TITLE": _text([p.title for p in products]),
+        "DESCRIPTION": _text([p.description for p in products]),
+        "BRAND": _text([p.brand for p in products]),
+        "RAW_CATEGORY": _text([" > ".join(p.category_path) for p in products]),
+        "IMAGE_EMBEDDING": images.vectors,
+        "IMAGE_MASK": images.mask,
+    }
+
+
+async def categorise(
+    triton: TritonClient,
+    model: str,
+    version: int,
+    products: list[NormalisedProduct],
+    images: ImageEmbeddings,
+) -> list[Categorised]:
+    outputs = await triton.infer(
+        model, request_inputs(products, images), OUTPUTS, model_version=str(version)
+    )
+    results = []
+    for row in range(len(products)):
+        predicted = int(outputs["PREDICTED_ID"][row][0])
+        results.append(
+            Categorised(
+                probabilities=outputs["PROBABILITIES"][row],
+                top_ids=[int(v) for v in outputs["TOP_IDS"][row]],
+                top_scores=[float(v) for v in outputs["TOP_SCORES"][row]],
+                predicted_id=predicted if predicted >= 0 else None,
+                confidence=float(outputs["CONFIDENCE"][row][0]),
+                text_embedding=outputs["TEXT_EMBEDDING"][row].tolist(),
+            )
+        )
+    return results
+
+
+def category_score(
+    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised, category_id: int
+) -> CategoryScore:
+    """One category with the model's (hierarchy-consistent) score for it."""
+    space = metadata.space
+    score = float(result.probabilities[space.index(category_id)]) if category_id in space else 0.0
+    return CategoryScore(
+        id=category_id,
+        path=taxonomy.path_str(category_id),
+        score=min(1.0, max(0.0, score)),
+        level=taxonomy.level(category_id),
+    )
+
+
+def accepted_path(
+    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised
+) -> list[CategoryScore]:
+    """The accepted category and all its ancestors, root first (empty when none passed)."""
+    if result.predicted_id is None:
+        return []
+    ids = taxonomy.ancestors_and_self(result.predicted_id)
+    return [category_score(taxonomy, metadata, result, cid) for cid in ids]
+
+
+def candidates(
+    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised
+) -> list[CategoryScore]:
+    """The top-5 leaf candidates with their scores, best first."""
+    return [
+        CategoryScore(
+            id=cid,
+            path=taxonomy.path_str(cid),
+            score=min(1.0, max(0.0, score)),
+            level=taxonomy.level(cid),
+        )
+        for cid, score in zip(result.top_ids, result.top_scores, strict=True)
+        if cid >= 0
+    ]

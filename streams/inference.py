@@ -1,0 +1,263 @@
+"""One micro-batch through the models: what to publish for each product.
+
+Pure orchestration over three collaborators (image embedder, categoriser call,
+review router) so the Faust agent only deals with Kafka. For each product:
+
+* a delete yields tombstones for its prediction and embeddings;
+* an unchanged product (same fingerprint) with a known last prediction skips
+  Triton and carries that prediction forward;
+* everything else is categorised; its prediction, embeddings and, when the
+  model is unsure, a review item are published.
+
+Triton being unavailable is recoverable: the batch is retried with back-off
+until it goes through (the agent does not ack meanwhile). A batch Triton
+rejects as invalid is retried product by product, and the products it still
+rejects are dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from catstream.errors import InvalidMessage, RecoverableError
+from catstream.logs import get_logger
+from catstream.metrics import BATCH_SIZE, DEGRADED, EVENTS, STAGE_SECONDS
+from catstream.settings import Settings
+from catstream.taxonomy import Taxonomy
+from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
+from streams.categorisation import Categorised, accepted_path, candidates, categorise
+from streams.image_embedding import ImageEmbedder, ImageEmbeddings
+from streams.model_state import ModelState
+from streams.review import (
+    ReviewCandidate,
+    ReviewRouter,
+    needs_review,
+    review_threshold,
+    uncertainty,
+)
+from streams.triton_client import TritonRequestInvalid, TritonUnavailable
+from triton_models.categoriser.metadata import ModelMetadata
+
+STAGE = "infer"
+log = get_logger(__name__, stage=STAGE)
+
+
+@dataclass
+class BatchOutputs:
+    """Everything one batch produces, in input order."""
+
+    predictions: list[tuple[str, Prediction | None]] = field(default_factory=list)
+    embeddings: list[tuple[str, ProductEmbedding | None]] = field(default_factory=list)
+    review: list[ReviewItem] = field(default_factory=list)
+    dead_letters: list[tuple[NormalisedProduct, InvalidMessage]] = field(default_factory=list)
+    last_predictions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+
+class InferenceStep:
+    def __init__(
+        self,
+        settings: Settings,
+        taxonomy: Taxonomy,
+        model: ModelState,
+        images: ImageEmbedder,
+        review: ReviewRouter,
+        triton: Any,
+    ) -> None:
+        self.settings = settings
+        self.taxonomy = taxonomy
+        self.model = model
+        self.images = images
+        self.review = review
+        self.triton = triton
+        self.review_threshold = review_threshold(settings)
+
+    async def run(
+        self,
+        products: list[NormalisedProduct],
+        last_prediction: Callable[[str], dict[str, Any] | None],
+    ) -> BatchOutputs:
+        started = time.perf_counter()
+        out = BatchOutputs()
+        to_infer: list[NormalisedProduct] = []
+        for product in products:
+            if product.op == "delete":
+                self._delete(product, out)
+            elif not product.changed and (last := last_prediction(product.product_id)):
+                self._carry_forward(product, last, out)
+            else:
+                to_infer.append(product)
+        if to_infer:
+            await self._infer(to_infer, out)
+        BATCH_SIZE.labels(stage=STAGE).observe(len(products))
+        STAGE_SECONDS.labels(stage=STAGE).observe(time.perf_counter() - started)
+        return out
+
+    def _delete(self, product: NormalisedProduct, out: BatchOutputs) -> None:
+        out.predictions.append((product.product_id, None))
+        out.embeddings.append((product.product_id, None))
+        out.last_predictions[product.product_id] = None
+        EVENTS.labels(stage=STAGE, outcome="deleted").inc()
+
+    def _carry_forward(
+        self, product: NormalisedProduct, last: dict[str, Any], out: BatchOutputs
+    ) -> None:
+        prediction = Prediction.model_validate(
+            {**last, "updated_at": product.updated_at, "carried_forward": True}
+        )
+        out.predictions.append((product.product_id, prediction))
+        EVENTS.labels(stage=STAGE, outcome="carried_forward").inc()
+
+    async def _infer(self, products: list[NormalisedProduct], out: BatchOutputs) -> None:
+        metadata = await self._with_retries(lambda: self._metadata())
+        images = await self._with_retries(lambda: self.images.embed(products))
+        results = await self._categorise(products, images, metadata, out)
+        decided = self.review.offer_batch(
+            [self._review_candidate(product, result, metadata) for product, result in results]
+        )
+        review_by_id = {item.product_id: item for item in decided}
+        rows = {id(product): row for row, product in enumerate(products)}
+        for product, result in results:
+            self._publish_one(
+                product, result, images, rows[id(product)], metadata, review_by_id, out
+            )
+
+    async def _metadata(self) -> ModelMetadata:
+        return self.model.current()
+
+    async def _categorise(
+        self,
+        products: list[NormalisedProduct],
+        images: ImageEmbeddings,
+        metadata: ModelMetadata,
+        out: BatchOutputs,
+    ) -> list[tuple[NormalisedProduct, Categorised]]:
+        model, version = self.settings.categoriser_model, metadata.version
+        try:
+            results = await self._with_retries(
+                lambda: categorise(self.triton, model, version, products, images)
+            )
+            return list(zip(products, results, strict=True))
+        except TritonRequestInvalid:
+            if len(products) == 1:
+                raise
+        # One product poisons the batch: find it by asking one at a time.
+        kept: list[tuple[NormalisedProduct, Categorised]] = []
+        for index, product in enumerate(products):
+            single = ImageEmbeddings(
+                images.vectors[index : index + 1], images.mask[index : index + 1], [False]
+            )
+            try:
+                (result,) = await self._with_retries(
+                    partial(categorise, self.triton, model, version, [product], single)
+                )
+                kept.append((product, result))
+            except TritonRequestInvalid as exc:
+                reason = (
+                    f"the categoriser rejected this product ({exc}); check its text fields "
+                    "for unusual content, fix the feed, then replay the dead letter"
+                )
+                out.dead_letters.append(
+                    (product, InvalidMessage(reason, error_class="ModelRejected"))
+                )
+        return kept
+
+    async def _with_retries(self, call: Callable[[], Any]) -> Any:
+        """Await ``call()`` until it stops failing with a recoverable error."""
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+                if attempt:
+                    DEGRADED.labels(dependency="triton").set(0)
+                    log.info("triton_recovered", attempts=attempt)
+                return result
+            except (TritonUnavailable, RecoverableError) as exc:
+                attempt += 1
+                DEGRADED.labels(dependency="triton").set(1)
+                delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "inference_retry", attempt=attempt, delay_s=round(delay, 2), error=str(exc)
+                )
+                await asyncio.sleep(delay)
+
+    def _uncertainty(self, result: Categorised) -> float:
+        return uncertainty(self.settings.review_measure, result.top_scores)
+
+    def _review_candidate(
+        self, product: NormalisedProduct, result: Categorised, metadata: ModelMetadata
+    ) -> ReviewCandidate:
+        return ReviewCandidate(
+            product_id=product.product_id,
+            uncertainty=self._uncertainty(result),
+            accepted=result.predicted_id is not None,
+            embedding=np.asarray(result.text_embedding, dtype=np.float32),
+            fingerprint=product.fingerprint,
+            model_version=str(metadata.version),
+            candidates=candidates(self.taxonomy, metadata, result),
+            title=product.title,
+            description=product.description,
+            brand=product.brand,
+            raw_category=product.raw_category,
+            image_urls=product.image_urls,
+            url=product.url,
+        )
+
+    def _publish_one(
+        self,
+        product: NormalisedProduct,
+        result: Categorised,
+        images: ImageEmbeddings,
+        row: int,
+        metadata: ModelMetadata,
+        review_by_id: dict[str, ReviewItem],
+        out: BatchOutputs,
+    ) -> None:
+        path = accepted_path(self.taxonomy, metadata, result)
+        # Without an accepted category, the best candidate still places the product
+        # for similarity search; the prediction says it needs review.
+        best = candidates(self.taxonomy, metadata, result)
+        top = path[-1] if path else (best[0] if best else None)
+        review = review_by_id.get(product.product_id)
+        prediction = Prediction(
+            product_id=product.product_id,
+            model_name=self.settings.categoriser_model,
+            model_version=str(metadata.version),
+            categories=path,
+            top_category=top,
+            confidence=min(1.0, max(0.0, result.confidence)),
+            uncertainty=self._uncertainty(result),
+            needs_review=needs_review(
+                self.settings.review_measure,
+                self._uncertainty(result),
+                self.review_threshold,
+                accepted=bool(path),
+            ),
+            fingerprint=product.fingerprint,
+            updated_at=product.updated_at,
+            image_failed=images.failed[row],
+        )
+        top_ids = self.taxonomy.ancestors_and_self(top.id) if top else ()
+        embedding = ProductEmbedding(
+            product_id=product.product_id,
+            model_version=str(metadata.version),
+            text_embedding=result.text_embedding,
+            image_embedding=images.vector(row),
+            category_ids=list(top_ids),
+            category_path=[self.taxonomy.get(cid).name for cid in top_ids],
+            fingerprint=product.fingerprint,
+            updated_at=product.updated_at,
+        )
+        out.predictions.append((product.product_id, prediction))
+        out.embeddings.append((product.product_id, embedding))
+        if review is not None:
+            out.review.append(review)
+        out.last_predictions[product.product_id] = prediction.model_dump(mode="json")
+        EVENTS.labels(stage=STAGE, outcome="categorised").inc()
