@@ -4,7 +4,7 @@
 
 Both sides embed the same realistic product titles in client-side batches of
 each size, one batch in flight at a time, after a warm-up. Triton runs the CPU
-config (``torch_num_threads`` 2); the in-process model gets the same number of
+config (``torch_num_threads`` 1); the in-process model gets the same number of
 threads, so the difference is the serving overhead (gRPC, the python backend's
 shared memory, dynamic batching). Prints a table and writes JSON (``--out``).
 The Triton URL defaults to settings (``.catstream/stack.env``): start the stack
@@ -200,7 +200,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--url", help="Triton gRPC address (default: settings.triton_grpc_url)")
     parser.add_argument("--batch-sizes", default="1,32,256", help="comma-separated batch sizes")
     parser.add_argument("--sentences", type=int, default=256, help="titles per batch size")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in-process")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads in-process (as config.pbtxt)"
+    )
     parser.add_argument(
         "--triton-pid",
         type=int,
