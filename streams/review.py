@@ -41,13 +41,17 @@ see; a bad model only ever fills the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from catstream.metrics import REVIEW_ITEMS
 from catstream.settings import Settings
 from schemas.events import CategoryScore, ReviewItem, now_ms
 
@@ -190,3 +194,216 @@ def to_review_item(candidate: ReviewCandidate, measure: str) -> ReviewItem:
         url=candidate.url,
         created_at=now_ms(),
     )
+
+
+class _SlidingBudget:
+    """At most ``limit`` sends in any ``window_s`` seconds (no burst at window edges)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._sent_at: deque[float] = deque()
+
+    def remaining(self, now: float) -> int:
+        while self._sent_at and now - self._sent_at[0] >= self.window_s:
+            self._sent_at.popleft()
+        return max(self.limit - len(self._sent_at), 0)
+
+    def spend(self, now: float) -> None:
+        self._sent_at.append(now)
+
+
+@dataclass(slots=True)
+class _Sent:
+    fingerprint: str
+    sent_at: float
+    sequence: int
+
+
+class _RecentlySent:
+    """What labellers were shown lately: embeddings in a ring buffer, products by id.
+
+    The ring keeps the last ``capacity`` sent embeddings as one float32 matrix, so a
+    batch is compared with all of them in one matmul. A product id is remembered
+    while it is within the time window *or* its embedding is still in the ring,
+    so the memory is bounded by ``capacity`` + the budget of one window.
+    """
+
+    def __init__(self, capacity: int, window_s: float) -> None:
+        self.capacity = capacity
+        self.window_s = window_s
+        self.matrix: NDArray[np.float32] | None = None
+        self.owners: list[str | None] = [None] * capacity
+        self.count = 0  # sends so far; slot = sequence % capacity
+        self.products: dict[str, _Sent] = {}  # insertion order = send order
+
+    def forget_old(self, now: float) -> None:
+        oldest_in_ring = self.count - self.capacity
+        while self.products:
+            product_id, sent = next(iter(self.products.items()))
+            if now - sent.sent_at < self.window_s or sent.sequence >= oldest_in_ring:
+                break
+            del self.products[product_id]
+
+    def filled(self) -> NDArray[np.float32] | None:
+        if self.matrix is None or self.count == 0:
+            return None
+        return self.matrix[: min(self.count, self.capacity)]
+
+    def owner_mask(self, product_id: str) -> NDArray[np.bool_]:
+        """True at ring rows that hold an earlier embedding of ``product_id``."""
+        rows = min(self.count, self.capacity)
+        return np.fromiter((o == product_id for o in self.owners[:rows]), bool, rows)
+
+    def record(self, product_id: str, fingerprint: str, vector: NDArray[Any], now: float) -> None:
+        if self.matrix is None:
+            self.matrix = np.zeros((self.capacity, vector.shape[0]), dtype=np.float32)
+        slot = self.count % self.capacity
+        self.matrix[slot] = vector
+        self.owners[slot] = product_id
+        self.products.pop(product_id, None)  # re-insert: keep send order
+        self.products[product_id] = _Sent(fingerprint, now, self.count)
+        self.count += 1
+
+
+def _unit_rows(candidates: Sequence[ReviewCandidate], dim: int | None) -> NDArray[np.float32]:
+    rows = np.stack([np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in candidates])
+    if dim is not None and rows.shape[1] != dim:
+        raise ValueError(
+            f"text embedding has {rows.shape[1]} dimensions, earlier ones had {dim}; "
+            "restart the worker after changing the text encoder"
+        )
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    # Already L2-normalised in practice; dividing again is cheap and makes cosine exact.
+    # A zero vector stays zero: similarity 0, never a duplicate.
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+@dataclass
+class ReviewRouter:
+    """Decides, per micro-batch, which products go to ``products.review``.
+
+    Order of checks for each candidate: confident (the rule says no review and it
+    was not drawn as a random sample) → duplicate (same product and fingerprint
+    sent recently, or an embedding with cosine ≥ ``review_dedup_cosine`` to another
+    product sent recently or earlier in the batch) → over_budget (the sliding
+    window already holds ``review_budget_per_window`` sends) → sent.
+
+    ``random_share`` (information density): that share of *confident* products is
+    drawn, seeded, as representative samples; they spend budget only after every
+    uncertain product of the batch, and their ``Decision.sampled`` is True.
+    """
+
+    settings: Settings
+    clock: Callable[[], float] = time.monotonic
+    random_share: float = 0.0
+    seed: int | None = 0
+    capacity: int = RECENT_CAPACITY
+    measure: str = field(init=False)
+    threshold: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.random_share <= 1.0:
+            raise ValueError(f"random_share is {self.random_share}; give a share in [0, 1]")
+        self.measure = self.settings.review_measure
+        self.threshold = review_threshold(self.settings)
+        self._budget = _SlidingBudget(
+            self.settings.review_budget_per_window, self.settings.review_window_s
+        )
+        self._recent = _RecentlySent(self.capacity, self.settings.review_window_s)
+        self._random = random.Random(self.seed)
+
+    def needs_review(self, uncertainty: float, accepted: bool) -> bool:
+        """The rule with this router's measure and threshold (for ``Prediction.needs_review``)."""
+        return needs_review(self.measure, uncertainty, self.threshold, accepted)
+
+    def offer(self, candidate: ReviewCandidate) -> Decision:
+        return self.offer_batch([candidate])[0]
+
+    def offer_batch(self, candidates: Sequence[ReviewCandidate]) -> list[Decision]:
+        """One decision per candidate, in the order given.
+
+        Budget goes to the most uncertain first: wanted candidates are considered by
+        uncertainty, descending, then the random samples.
+        """
+        if not candidates:
+            return []
+        now = self.clock()
+        self._recent.forget_old(now)
+        decisions: list[Decision | None] = [None] * len(candidates)
+        uncertain: list[int] = []
+        sampled: list[int] = []
+        for index, candidate in enumerate(candidates):
+            if self.needs_review(_uncertainty_of(candidate), candidate.accepted):
+                uncertain.append(index)
+            elif self.random_share > 0.0 and self._random.random() < self.random_share:
+                sampled.append(index)
+            else:
+                decisions[index] = Decision(candidate.product_id, "confident")
+        uncertain.sort(key=lambda i: -_uncertainty_of(candidates[i]))
+        sampled.sort(key=lambda i: -_uncertainty_of(candidates[i]))
+        wanted = uncertain + sampled
+        if wanted:
+            chosen = [candidates[i] for i in wanted]
+            routed = self._route(chosen, first_sampled=len(uncertain), now=now)
+            for index, decision in zip(wanted, routed, strict=True):
+                decisions[index] = decision
+        final = [d for d in decisions if d is not None]
+        for decision in final:
+            label = "sampled" if decision.sampled and decision.sent else decision.outcome
+            REVIEW_ITEMS.labels(outcome=label).inc()
+        return final
+
+    def _route(
+        self, chosen: list[ReviewCandidate], first_sampled: int, now: float
+    ) -> list[Decision]:
+        known = self._recent.filled()
+        vectors = _unit_rows(chosen, None if known is None else known.shape[1])
+        to_recent = vectors @ known.T if known is not None else None  # one matmul per batch
+        within = vectors @ vectors.T
+        sent_rows: list[int] = []
+        result: list[Decision] = []
+        for row, candidate in enumerate(chosen):
+            is_sample = row >= first_sampled
+            if self._is_duplicate(candidate, row, to_recent, within, chosen, sent_rows):
+                result.append(Decision(candidate.product_id, "duplicate", sampled=is_sample))
+                continue
+            if self._budget.remaining(now) <= 0:
+                result.append(Decision(candidate.product_id, "over_budget", sampled=is_sample))
+                continue
+            self._budget.spend(now)
+            item = to_review_item(candidate, self.measure)
+            self._recent.record(candidate.product_id, candidate.fingerprint, vectors[row], now)
+            sent_rows.append(row)
+            result.append(Decision(candidate.product_id, "sent", item, sampled=is_sample))
+        return result
+
+    def _is_duplicate(
+        self,
+        candidate: ReviewCandidate,
+        row: int,
+        to_recent: NDArray[np.float32] | None,
+        within: NDArray[np.float32],
+        chosen: list[ReviewCandidate],
+        sent_rows: list[int],
+    ) -> bool:
+        previous = self._recent.products.get(candidate.product_id)
+        if previous is not None and previous.fingerprint == candidate.fingerprint:
+            return True
+        limit = self.settings.review_dedup_cosine
+        if to_recent is not None:
+            similar = to_recent[row]
+            if previous is not None:  # changed product: its own old rows do not count
+                similar = np.where(self._recent.owner_mask(candidate.product_id), -1.0, similar)
+            if similar.size and float(similar.max()) >= limit:
+                return True
+        return any(
+            within[row, other] >= limit and chosen[other].product_id != candidate.product_id
+            for other in sent_rows
+        )
+
+
+def _uncertainty_of(candidate: ReviewCandidate) -> float:
+    # NaN would compare False everywhere and hide a broken score: treat it as unsure.
+    value = candidate.uncertainty
+    return 1.0 if math.isnan(value) else value
