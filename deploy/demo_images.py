@@ -1,0 +1,77 @@
+"""A loopback HTTP server of product images for the demo and the end-to-end tests.
+
+Feeds made by ``catstream feed generate --image-base-url URL`` point at
+``URL/img/<n>.jpg``; this serves a small deterministic JPEG for each ``n``
+(colour and shape vary with ``n``), plus a few failure cases real CDNs have:
+``/img/<n>.jpg`` with ``n`` divisible by 17 is a 404, and by 23 is HTML.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image, ImageDraw
+
+_PATH = re.compile(r"^/img/(\d+)\.jpg$")
+
+
+@lru_cache(maxsize=4096)
+def product_image(n: int, size: int = 96) -> bytes:
+    """A JPEG that differs from its neighbours' in colour and shape."""
+    colour = ((n * 67) % 256, (n * 131) % 256, (n * 199) % 256)
+    image = Image.new("RGB", (size, size), colour)
+    draw = ImageDraw.Draw(image)
+    inset = 8 + n % 24
+    box = (inset, inset, size - inset, size - inset)
+    shape = draw.ellipse if n % 2 else draw.rectangle
+    shape(box, fill=(255 - colour[0], 255 - colour[1], 255 - colour[2]))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        match = _PATH.match(self.path)
+        if match is None or int(match.group(1)) % 17 == 0:
+            self._reply(404, "text/plain", b"not found")
+        elif int(match.group(1)) % 23 == 0:
+            self._reply(200, "text/html", b"<html>moved</html>")
+        else:
+            self._reply(200, "image/jpeg", product_image(int(match.group(1))))
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        return  # quiet: the demo prints its own summary
+
+
+class ImageServer:
+    """``with ImageServer() as server: server.base_url`` — serves until the block ends."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = ThreadingHTTPServer((host, port), _Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> ImageServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
