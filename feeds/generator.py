@@ -154,6 +154,15 @@ def to_columns(fields: dict[str, Any], mapping: NetworkMapping, fmt: str) -> dic
     return columns
 
 
+_LABEL_FIELDS = ("title", "description", "brand", "raw_category", "gender", "image_urls")
+
+
+def _label_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The product as the feed shows it, so the ground truth doubles as a training file."""
+    public = _public(fields)
+    return {name: public[name] for name in _LABEL_FIELDS if name in public}
+
+
 def _public(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if not k.startswith("_")}
 
@@ -273,9 +282,12 @@ def generate_feed(
                     labels_out.write(
                         json.dumps(
                             {
+                                **_label_fields(product.fields),
                                 "product_id": product.product_id,
                                 "category_id": product.category_id,
                                 "category_path": " > ".join(product.category_path),
+                                # `catstream train --labels` reads `category` (path or id).
+                                "category": " > ".join(product.category_path),
                             },
                             ensure_ascii=False,
                         )
