@@ -18,6 +18,7 @@ from streams.images import FetchedImage, ImageFetcher
 from streams.triton_client import TritonClient
 
 IMAGE_DIM = 1280
+MAX_IMAGES_PER_REQUEST = 64  # the image_encoder model's max_batch_size
 log = get_logger(__name__)
 
 
@@ -74,12 +75,14 @@ class ImageEmbedder:
         failed: list[bool],
         products: list[NormalisedProduct],
     ) -> None:
-        images = np.array([[image.data] for _, image in fetched], dtype=np.object_)
-        outputs = await self.triton.infer(self.model, {"IMAGE": images}, ["EMBEDDING", "OK"])
-        for row, (index, _) in enumerate(fetched):
-            if bool(outputs["OK"][row][0]):
-                vectors[index] = outputs["EMBEDDING"][row]
-                mask[index, 0] = 1.0
-            else:
-                failed[index] = True
-                log.info("image_undecodable", product_id=products[index].product_id)
+        for start in range(0, len(fetched), MAX_IMAGES_PER_REQUEST):
+            chunk = fetched[start : start + MAX_IMAGES_PER_REQUEST]
+            images = np.array([[image.data] for _, image in chunk], dtype=np.object_)
+            outputs = await self.triton.infer(self.model, {"IMAGE": images}, ["EMBEDDING", "OK"])
+            for row, (index, _) in enumerate(chunk):
+                if bool(outputs["OK"][row][0]):
+                    vectors[index] = outputs["EMBEDDING"][row]
+                    mask[index, 0] = 1.0
+                else:
+                    failed[index] = True
+                    log.info("image_undecodable", product_id=products[index].product_id)

@@ -1,0 +1,84 @@
+"""Shared set-up for the streaming-path tests: a trained categoriser, a feed, a worker.
+
+The categoriser is trained once per session through the real ``catstream
+train`` command on generated ground truth and loaded into the session's Triton.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from catstream.kafka_config import librdkafka_config
+from catstream.settings import Settings
+from feeds.generator import GenerateOptions, generate_feed
+from tests.integration.running_worker import read_topic
+
+SENTINELS = [f"sentinel-{i}" for i in range(32)]  # enough keys to land on every partition
+
+
+def train_categoriser(settings: Settings, workdir: Path, products: int = 800) -> None:
+    """Train a small categoriser on generated ground truth and load it into Triton."""
+    labels = workdir / "train-labels.jsonl"
+    with labels.open("w") as truth:
+        options = GenerateOptions(
+            products=products,
+            network="generic",
+            seed=101,
+            fmt="jsonl",
+            duplicate_fraction=0.0,
+            update_fraction=0.0,
+            taxonomy_path=settings.taxonomy_path,
+        )
+        generate_feed(options, io.BytesIO(), labels_out=truth)
+    command = [
+        sys.executable, "-m", "catstream.cli", "train",
+        "--taxonomy", str(settings.taxonomy_path),
+        "--labels", str(labels),
+        "--epochs", "8",
+    ]  # fmt: skip
+    env = {**os.environ, **settings.as_env()}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def write_feed(
+    settings: Settings, path: Path, products: int, seed: int, image_base_url: str | None
+) -> None:
+    options = GenerateOptions(
+        products=products,
+        network="generic",
+        seed=seed,
+        fmt="jsonl",
+        corrupt_fraction=0.05,
+        image_base_url=image_base_url,
+        taxonomy_path=settings.taxonomy_path,
+    )
+    with path.open("wb") as out:
+        generate_feed(options, out)
+
+
+def publish_json(
+    settings: Settings, events: Iterable[tuple[str, dict[str, object] | None]]
+) -> None:
+    producer = Producer(librdkafka_config(settings))
+    for key, value in events:
+        payload = json.dumps(value).encode() if value is not None else None
+        producer.produce(settings.topic("raw"), key=key.encode(), value=payload)
+    producer.flush(30)
+
+
+def publish_sentinels(settings: Settings) -> None:
+    publish_json(settings, [(key, {"product_id": key, "title": "sentinel"}) for key in SENTINELS])
+
+
+def sentinels_through(settings: Settings, topic_key: str = "predictions") -> bool:
+    keys = {r.key for r in read_topic(settings, topic_key, idle_s=2)}
+    return keys.issuperset(SENTINELS)
