@@ -119,10 +119,10 @@ class InferenceStep:
         metadata = await self._with_retries(lambda: self._metadata())
         images = await self._with_retries(lambda: self.images.embed(products))
         results = await self._categorise(products, images, metadata, out)
-        decided = self.review.offer_batch(
+        decisions = self.review.offer_batch(
             [self._review_candidate(product, result, metadata) for product, result in results]
         )
-        review_by_id = {item.product_id: item for item in decided}
+        review_by_id = {d.product_id: d.item for d in decisions if d.item is not None}
         rows = {id(product): row for row, product in enumerate(products)}
         for product, result in results:
             self._publish_one(
