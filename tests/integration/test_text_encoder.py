@@ -50,7 +50,7 @@ def reference_model() -> Any:
 @pytest.fixture
 async def client(stack: Settings) -> AsyncIterator[TritonClient]:
     # A generous timeout: the shared 2-core test machine may be busy with other services.
-    triton = TritonClient(stack.triton_grpc_url, timeout_s=60.0, retries=2)
+    triton = TritonClient.from_settings(stack.model_copy(update={"triton_timeout_s": 60.0}))
     try:
         yield triton
     finally:
