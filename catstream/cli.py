@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "similar": ("workers.similar_cli", "find similar products"),
     "demo": ("deploy.demo", "run the whole flow on the local stack"),
     "embed": ("triton_models.text_encoder_cli", "embed sentences through Triton"),
+    "review": ("streams.review_cli", "see review items and send labels"),
 }
 
 
