@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from catstream.metrics import TRITON_ERRORS
+from catstream.metrics import REGISTRY
 from catstream.settings import load_settings
 from streams.triton_client import (
     RetryPolicy,
@@ -94,7 +94,7 @@ async def test_unreachable_server_is_retried_then_unavailable() -> None:
         assert await client.is_ready() is False
     finally:
         await client.close()
-    assert TRITON_ERRORS.labels(model)._value.get() == 3.0
+    assert REGISTRY.get_sample_value("catstream_triton_errors_total", {"model": model}) == 3.0
 
 
 async def test_embedding_nothing_needs_no_server() -> None:
