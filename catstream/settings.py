@@ -25,6 +25,9 @@ def _default_home() -> Path:
     return Path(os.environ.get("CATSTREAM_HOME", PROJECT_ROOT / ".catstream"))
 
 
+MODEL_REPOSITORY_SOURCE = PROJECT_ROOT / "triton_models" / "repository"
+
+
 def stack_env_file() -> Path:
     """Where ``catstream stack up`` writes the URLs of the services it started."""
     return _default_home() / "stack.env"
@@ -57,8 +60,9 @@ class Settings(BaseSettings):
         description="Category tree (Google taxonomy format)",
     )
     model_repository: Path = Field(
-        default=PROJECT_ROOT / "triton_models" / "repository",
-        description="Triton model repository served by the local stack",
+        default_factory=lambda: _default_home() / "model-repository",
+        description="Triton model repository (the local stack keeps a working copy of "
+        "triton_models/repository here, with the trained categoriser versions)",
     )
 
     # --- Kafka ---------------------------------------------------------------

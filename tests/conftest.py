@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,9 +52,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     home = Path(reuse) if reuse else tmp_path_factory.mktemp("catstream-home")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CATSTREAM_HOME", str(home))
-        repository = _model_repository_copy(home)
-        env.setenv("CATSTREAM_MODEL_REPOSITORY", str(repository))
-        stack = Stack(home, settings=Settings(home=home, model_repository=repository))
+        # The stack serves its own copy of the model repository (deploy/model_repository.py),
+        # so models trained by tests never land in the source tree.
+        stack = Stack(
+            home, settings=Settings(home=home, model_repository=home / "model-repository")
+        )
         report = stack.up()
         try:
             for name, value in stack.settings_env().items():
@@ -66,24 +67,6 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
             get_settings.cache_clear()
             if not reuse:
                 stack.down()
-
-
-def _model_repository_copy(home: Path) -> Path:
-    """The session's own Triton model repository, so trained test models never land in git.
-
-    Trained categoriser versions are left out: tests train the versions they need.
-    """
-    target = home / "model-repository"
-    if not target.exists():
-        source = Settings().model_repository
-        shutil.copytree(
-            source,
-            target,
-            ignore=lambda folder, names: (
-                [n for n in names if n.isdigit()] if Path(folder).name == "categoriser" else []
-            ),
-        )
-    return target
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from catstream.settings import PROJECT_ROOT
+from deploy.model_repository import sync_model_repository
 from deploy.services.service import (
     LOCALHOST,
     Launch,
@@ -139,6 +140,7 @@ class TritonService(Service):
         return self.models if self.models is not None else servable_models(self.model_repository)
 
     def launch(self, ports: Mapping[str, int], data_dir: Path) -> Launch:
+        sync_model_repository(self.model_repository)
         if not self.model_repository.is_dir():
             raise StackError(
                 f"Triton model repository {self.model_repository} does not exist; "
@@ -177,6 +179,7 @@ class TritonService(Service):
         return {
             "CATSTREAM_TRITON_GRPC_URL": urls["grpc"],
             "CATSTREAM_TRITON_HTTP_URL": urls["http"],
+            "CATSTREAM_MODEL_REPOSITORY": str(self.model_repository),
         }
 
     def check_health(self, urls: Mapping[str, str], timeout_s: float) -> None:
