@@ -97,10 +97,10 @@ def read_topic(settings: Settings, key: str, idle_s: float = 3.0) -> list[Record
                     raise RuntimeError(str(error))
                 continue
             idle_since = time.monotonic()
-            raw = message.value()
+            raw, message_key = message.value(), message.key()
             records.append(
                 Record(
-                    key=message.key().decode() if message.key() is not None else None,
+                    key=message_key.decode() if message_key is not None else None,
                     value=json.loads(raw) if raw is not None else None,
                     partition=message.partition() or 0,
                     offset=message.offset() or 0,

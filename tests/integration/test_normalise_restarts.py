@@ -33,10 +33,15 @@ def _publish(settings: Settings) -> dict[str, tuple[int, int]]:
 
     producer = Producer(librdkafka_config(settings, **{"linger.ms": 20}))
     for i in range(PRODUCTS):
-        product = {"product_id": f"p{i}", "title": f"Red running shoe {i}", "updated_at": 1_000 + i}
+        product_id = f"p{i}"
+        product = {
+            "product_id": product_id,
+            "title": f"Red running shoe {i}",
+            "updated_at": 1_000 + i,
+        }
         producer.produce(
             settings.topic("raw"),
-            key=product["product_id"].encode(),
+            key=product_id.encode(),
             value=json.dumps(product).encode(),
             on_delivery=delivered,
         )
