@@ -31,10 +31,11 @@ class NetworkConfig:
     n_leaves: int
     text_dim: int = 384
     image_dim: int = IMAGE_DIM
-    wide_dim: int = 64
+    wide_dim: int = 32
     hidden: int = 256
     dropout: float = 0.3
     input_dropout: float = 0.1
+    wide_dropout: float = 0.5
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -49,6 +50,7 @@ class WideAndDeep(nn.Module):
         # the wide path far louder than the deep one.
         nn.init.normal_(self.wide.weight, std=0.02)
         self.input_dropout = nn.Dropout(config.input_dropout)
+        self.wide_dropout = nn.Dropout(config.wide_dropout)
         self.deep = nn.Sequential(
             nn.Linear(config.text_dim + config.image_dim + 1, config.hidden),
             nn.ReLU(),
@@ -85,6 +87,7 @@ class WideAndDeep(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything after the wide lookup (training computes ``wide`` from gathered rows)."""
         mask = image_mask.reshape(-1, 1)
+        wide = self.wide_dropout(wide)
         dense = torch.cat([text, image * mask, mask], dim=1)
         deep = self.deep(self.input_dropout(dense))
         shared = self.shared(torch.cat([wide, deep], dim=1))

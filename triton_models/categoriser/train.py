@@ -59,10 +59,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     wide_weight_decay: float = 1e-5
     n_buckets: int = 2**18
-    wide_dim: int = 64
+    wide_dim: int = 32
     hidden: int = 256
     dropout: float = 0.3
     input_dropout: float = 0.1
+    wide_dropout: float = 0.5
+    # Share of a product's hashed features dropped per step: robustness to unseen
+    # words and spellings (a form of augmentation that needs no generator).
+    feature_dropout: float = 0.4
     image_dropout: float = 0.2
     label_smoothing: float = 0.05
     independent_loss_weight: float = 1.0
@@ -248,6 +252,9 @@ def _epoch(
             # Missing images are common at serving time: teach the model to cope.
             keep = torch.rand(len(chunk), generator=generator) >= config.image_dropout
             mask = mask * keep.float()
+        if config.feature_dropout > 0:
+            kept = torch.rand(len(weights), generator=generator) >= config.feature_dropout
+            weights = weights * kept.float() / (1.0 - config.feature_dropout)
         unique, table_rows, local = wide_optimizer.gather(indices)
         wide = nn.functional.embedding_bag(
             local, table_rows, offsets, mode="sum", per_sample_weights=weights
@@ -316,6 +323,7 @@ def _train(
         hidden=config.hidden,
         dropout=config.dropout,
         input_dropout=config.input_dropout,
+        wide_dropout=config.wide_dropout,
     )
     network = WideAndDeep(network_config)
     optimizers = _optimizers(network, config)

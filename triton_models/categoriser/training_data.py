@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from catstream.logs import get_logger
+from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, RawProduct
 from streams.normaliser import normalise_product
@@ -122,3 +123,41 @@ def training_fields(product: NormalisedProduct) -> dict[str, str]:
     """What the model reads of a product (for logs and the train split file)."""
     fields = product_fields(product)
     return {"title": fields.title, "brand": fields.brand, "raw_category": fields.raw_category}
+
+
+def local_image_embedder(settings: Settings) -> ImageEmbedder:
+    """Fetch each product's first image (cached) and embed it in-process (EfficientNet-Lite0).
+
+    The same preprocessing and weights as the ``image_encoder`` Triton model; a
+    product without a usable image gets zeros and mask 0, as in the stream.
+    """
+    from streams.images import FetchedImage, fetch_images
+    from triton_models.image_encoder.encoder import ImageEncoder
+
+    encoder = ImageEncoder()
+
+    def embed(products: Sequence[NormalisedProduct]) -> tuple[NDArray[Any], NDArray[Any]]:
+        wanted = [(i, p.image_urls[0]) for i, p in enumerate(products) if p.image_urls]
+        vectors = np.zeros((len(products), IMAGE_DIM), dtype=np.float32)
+        mask = np.zeros(len(products), dtype=np.float32)
+        results = fetch_images(settings, [url for _, url in wanted])
+        fetched = [
+            (row, r.data)
+            for (row, _), r in zip(wanted, results, strict=True)
+            if isinstance(r, FetchedImage)
+        ]
+        if fetched:
+            embeddings, ok = encoder.encode_bytes([data for _, data in fetched])
+            for (row, _), vector, good in zip(fetched, embeddings, ok, strict=True):
+                if good:
+                    vectors[row] = vector
+                    mask[row] = 1.0
+        log.info(
+            "training_images",
+            products=len(products),
+            with_urls=len(wanted),
+            embedded=int(mask.sum()),
+        )
+        return vectors, mask
+
+    return embed

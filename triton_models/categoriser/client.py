@@ -1,0 +1,87 @@
+"""Calling the Triton ``categoriser`` and turning its answer into ``Prediction`` events.
+
+``categorise`` sends one batch (the request layout lives in
+``streams.categorisation``, which the stream worker uses too, so offline
+prediction and the stream cannot diverge); ``to_prediction`` builds the event:
+the accepted category and its ancestors root→leaf with their scores, the top
+category, the confidence and a margin-based uncertainty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from catstream.taxonomy import Taxonomy
+from schemas.events import CategoryScore, NormalisedProduct, Prediction
+from streams.categorisation import Categorised, accepted_path, category_score
+from streams.categorisation import categorise as categorise_batch
+from streams.image_embedding import IMAGE_DIM, ImageEmbeddings
+from streams.triton_client import TritonClient
+from triton_models.categoriser.metadata import MODEL_NAME, ModelMetadata
+
+CategoriserOutput = Categorised
+
+
+def image_inputs(count: int, embeddings: NDArray[Any] | None) -> ImageEmbeddings:
+    """Image inputs for a batch: zero rows (mask 0) where a row is all zeros or absent."""
+    if embeddings is None:
+        vectors = np.zeros((count, IMAGE_DIM), dtype=np.float32)
+    else:
+        vectors = np.asarray(embeddings, dtype=np.float32).reshape(count, IMAGE_DIM)
+    mask = (np.abs(vectors).sum(axis=1, keepdims=True) > 0).astype(np.float32)
+    return ImageEmbeddings(vectors=vectors, mask=mask, failed=[False] * count)
+
+
+async def categorise(
+    client: TritonClient,
+    products: list[NormalisedProduct],
+    image_embeddings: NDArray[Any] | None,
+    metadata: ModelMetadata,
+    model: str = MODEL_NAME,
+) -> list[CategoriserOutput]:
+    """One Triton call for the batch, pinned to ``metadata``'s version."""
+    if not products:
+        return []
+    images = image_inputs(len(products), image_embeddings)
+    return await categorise_batch(client, model, metadata.version, products, images)
+
+
+def margin_uncertainty(output: CategoriserOutput) -> float:
+    """1 - (best leaf score - second best): 0 when sure, 1 when two leaves tie."""
+    scores = [*output.top_scores, 0.0, 0.0]
+    return float(min(1.0, max(0.0, 1.0 - (scores[0] - scores[1]))))
+
+
+def to_prediction(
+    product: NormalisedProduct,
+    output: CategoriserOutput,
+    metadata: ModelMetadata,
+    taxonomy: Taxonomy,
+    needs_review: bool | Callable[[NormalisedProduct, CategoriserOutput], bool] = False,
+    model_name: str = MODEL_NAME,
+    image_failed: bool = False,
+) -> Prediction:
+    categories = accepted_path(taxonomy, metadata, output)
+    top: CategoryScore | None = categories[-1] if categories else None
+    if top is None and output.top_ids and output.top_ids[0] >= 0:
+        # Nothing passed its threshold: report the best leaf as top_category, but
+        # accept no category (categories stays empty).
+        top = category_score(taxonomy, metadata, output, output.top_ids[0])
+    review = needs_review(product, output) if callable(needs_review) else needs_review
+    return Prediction(
+        product_id=product.product_id,
+        model_name=model_name,
+        model_version=str(metadata.version),
+        categories=categories,
+        top_category=top,
+        confidence=float(min(1.0, max(0.0, output.confidence))),
+        uncertainty=margin_uncertainty(output),
+        needs_review=review,
+        fingerprint=product.fingerprint,
+        updated_at=product.updated_at,
+        image_failed=image_failed,
+    )

@@ -1,0 +1,125 @@
+"""``catstream evaluate --labels test.jsonl [--json out.json]``: catstream against baselines.
+
+Scores, on the same labelled products and with the same metrics
+(``metrics.evaluate_predictions``):
+
+- ``catstream``: the served categoriser (or ``--version``) through Triton, top leaf;
+- ``catstream@thresholds``: its thresholded decision (deepest accepted category,
+  abstaining when nothing passes), i.e. what the stream auto-accepts;
+- ``tfidf_lr``: TF-IDF + logistic regression refitted on the rows that model
+  version learned from (its ``train.jsonl``), so both saw the same data;
+- ``rules``: the rule labeller (``--rules``; the starter rules for the default
+  Google taxonomy), when there is one.
+
+Prints a table and writes the same numbers as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from catstream.settings import Settings
+from catstream.taxonomy import Taxonomy, TaxonomyError
+from triton_models.categoriser.baselines import evaluate_baselines
+from triton_models.categoriser.labels import LabelsError, read_labels
+from triton_models.categoriser.metadata import (
+    TRAIN_ROWS_FILE,
+    ModelVersionError,
+    load_metadata,
+    model_dir,
+)
+from triton_models.categoriser.metrics import evaluate_predictions, format_table
+from triton_models.categoriser.offline import normalise_lines, predict_products
+from triton_models.categoriser.rules import RuleLabeller, RulesError
+
+STARTER_RULES = Path(__file__).with_name("rules") / "google_starter.yaml"
+
+
+def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=Path, required=True, help="labelled test products")
+    parser.add_argument("--json", type=Path, help="also write the metrics here")
+    parser.add_argument("--taxonomy", type=Path, help="default: the one the model was trained on")
+    parser.add_argument("--rules", type=Path, help="rules YAML for the rule baseline")
+    parser.add_argument("--version", type=int, help="categoriser version (default: served)")
+    parser.add_argument("--no-images", action="store_true", help="categorise from text only")
+    parser.add_argument("--target-precision", type=float, help="default: settings")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def _rules(args: argparse.Namespace, taxonomy: Taxonomy, settings: Settings) -> RuleLabeller | None:
+    if args.rules is not None:
+        return RuleLabeller.load(args.rules, taxonomy)
+    default = Taxonomy.load(settings.taxonomy_path)
+    if default.hash == taxonomy.hash and STARTER_RULES.is_file():
+        return RuleLabeller.load(STARTER_RULES, taxonomy)
+    return None
+
+
+def evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, dict[str, Any]]:
+    metadata = load_metadata(settings.model_repository, args.version)
+    source = args.taxonomy or metadata.raw.get("taxonomy_source") or settings.taxonomy_path
+    taxonomy = Taxonomy.load(source)
+    if taxonomy.hash != metadata.taxonomy_hash:
+        raise TaxonomyError(
+            f"{source}: not the taxonomy categoriser version {metadata.version} was trained "
+            "on (hash differs); pass the training taxonomy with --taxonomy"
+        )
+    target = args.target_precision or settings.target_precision
+    test = read_labels(args.labels, taxonomy)
+    products = normalise_lines([(f"{t.source}:{t.line}", t.fields) for t in test])
+    truth = [t.category_id for t in test]
+    outputs, _ = predict_products(
+        settings, products, metadata, images=not args.no_images, progress=not args.quiet
+    )
+    results: dict[str, dict[str, Any]] = {
+        "catstream": evaluate_predictions(
+            taxonomy,
+            truth,
+            [o.top_ids[0] if o.top_ids and o.top_ids[0] >= 0 else None for o in outputs],
+            [o.top_scores[0] if o.top_scores else None for o in outputs],
+            target_precision=target,
+        ),
+        "catstream@thresholds": evaluate_predictions(
+            taxonomy,
+            truth,
+            [o.predicted_id for o in outputs],
+            [o.confidence for o in outputs],
+            target_precision=target,
+        ),
+    }
+    train_file = model_dir(settings.model_repository) / str(metadata.version) / TRAIN_ROWS_FILE
+    train = read_labels(train_file, taxonomy)
+    train_products = normalise_lines([(f"{t.source}:{t.line}", t.fields) for t in train])
+    results.update(
+        evaluate_baselines(
+            taxonomy,
+            train_products,
+            [t.category_id for t in train],
+            products,
+            truth,
+            rules=_rules(args, taxonomy, settings),
+            target_precision=target,
+            seed=int(metadata.raw.get("hyperparameters", {}).get("seed", 13)),
+        )
+    )
+    return results
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        results = evaluate(args, settings)
+    except (TaxonomyError, LabelsError, RulesError, ModelVersionError) as exc:
+        print(f"catstream evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, sort_keys=True))
+        print(f"wrote {args.json}")
+    return 0
