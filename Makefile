@@ -17,6 +17,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 # torch is pinned to the CPU build; any other spec would pull gigabytes of CUDA wheels.
 TORCH := torch==2.13.0
+# pip warns once per package about the machine's local index mirrors that lack it; noise.
+# (pipefail keeps pip's exit status.)
+PIP_QUIET := { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 # Extra pytest arguments: `make test PYTEST_ARGS='-k stack -x'`.
 PYTEST_ARGS ?=
 
@@ -36,9 +39,9 @@ $(STAMP): pyproject.toml
 		exit 1; }
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	@echo "installing $(TORCH) (CPU) ..."
-	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet $(TORCH) 2>&1 | $(PIP_QUIET)
 	@echo "installing catstream[dev] and its pinned dependencies ..."
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | $(PIP_QUIET)
 	touch $(STAMP)
 
 # Each phase prints its wall time; pytest lists the slowest tests (the suite must stay < 25 min).
