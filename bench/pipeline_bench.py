@@ -1,0 +1,670 @@
+"""The whole streaming path, measured: feed → normalise → Triton → Milvus + Elasticsearch.
+
+    CATSTREAM_MODEL_REPOSITORY=... .venv/bin/python -m bench.pipeline_bench [--products 2000]
+
+Against the running local stack (``catstream stack up``), in fresh topics, index
+and collection of its own, with a trained categoriser (trained here through
+``catstream train`` when the repository has none) and product images from a
+loopback image server. One worker (``catstream worker --sinks``) runs throughout:
+
+1. **warm-up**: a few products go all the way through (connections, caches);
+2. **end to end**: ``--products`` new products published at once; products/s from
+   the first publish until every consumer group (normalise+infer, Milvus sink,
+   Elasticsearch sink) has committed everything *and* Milvus and Elasticsearch
+   hold every product: all sinks acknowledged. Each process's CPU seconds over
+   this phase show where the machine's time went;
+3. **re-published feed**: the same feed again with 10% of titles changed (and a
+   newer ``updated_at``), the other 90% unchanged: products/s to the same end;
+4. **latency**: new products published at a steady pace (``--latency-load`` of
+   the end-to-end capacity); per product, prediction message timestamp minus
+   raw message timestamp; p50 and p99;
+5. **Triton-only ceiling**: the same normalised products sent straight to Triton
+   in batches (image_encoder 64, categoriser ``--ceiling-batches``) with the async
+   client, two requests in flight, images fetched beforehand;
+6. **naive pipeline**: one product at a time, batch 1, sequential;
+7. **peak RSS** (VmHWM, summed over each service's processes) of the worker,
+   noida-db, tritonserver with its python-backend stubs, and Milvus.
+
+Ratios: end-to-end / ceiling, end-to-end / naive. The report carries the load
+average (the machine may be shared). Prints a markdown table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.normalise_bench import (
+    RESULTS_DIR,
+    BenchWorker,
+    ProcessPeak,
+    bench_settings,
+    machine,
+    read_all,
+    tree_cpu_seconds,
+    write_json,
+)
+from catstream.kafka_config import librdkafka_config
+from catstream.logs import get_logger
+from catstream.settings import Settings, load_settings
+from deploy.demo_images import ImageServer
+from deploy.services.state import load_state
+from feeds.generator import GenerateOptions, generate_feed
+from feeds.mapping import load_mapping
+from schemas.events import NormalisedProduct
+from streams.categorisation import categorise
+from streams.image_embedding import IMAGE_DIM, MAX_IMAGES_PER_REQUEST, ImageEmbeddings
+from streams.images import FetchedImage, ImageFetcher
+from streams.topics import create_topics
+from streams.triton_client import TritonClient
+from triton_models.categoriser.metadata import ModelVersionError, served_version
+from workers.elasticsearch_index import elasticsearch_client
+from workers.milvus_collection import connect, count_rows
+
+log = get_logger(__name__)
+
+Event = dict[str, Any]
+
+
+# --- feeds and publishing ------------------------------------------------------------------
+def feed_events(
+    settings: Settings, products: int, seed: int, image_base_url: str, id_prefix: str
+) -> list[Event]:
+    """A generated feed's rows as raw events (the publisher's mapping), ids prefixed.
+
+    The generator numbers products from the same start for every seed: the prefix
+    keeps the phases' products apart.
+    """
+    out = io.BytesIO()
+    options = GenerateOptions(
+        products=products,
+        network="generic",
+        seed=seed,
+        fmt="jsonl",
+        image_base_url=image_base_url,
+        taxonomy_path=settings.taxonomy_path,
+    )
+    generate_feed(options, out)
+    mapping = load_mapping("generic")
+    events = []
+    for line in out.getvalue().splitlines():
+        event = mapping.map_row(json.loads(line))
+        event["product_id"] = f"{id_prefix}{event['product_id']}"
+        events.append(event)
+    return events
+
+
+def with_changed_titles(events: list[Event], share: float, seed: int) -> list[Event]:
+    """The same feed with ``share`` of the products retitled and timestamped now."""
+    rng = random.Random(seed)
+    ids = sorted({e["product_id"] for e in events})
+    changed = set(rng.sample(ids, round(share * len(ids))))
+    now_ms = int(time.time() * 1000)
+    out = []
+    for event in events:
+        if event["product_id"] in changed:
+            event = {
+                **event,
+                "title": f"{event.get('title') or ''} (new season)",
+                "updated_at": now_ms,
+            }
+        out.append(event)
+    return out
+
+
+def publish_events(settings: Settings, events: Sequence[Event], rate: float | None = None) -> float:
+    """Publish to products.raw (paced at ``rate``/s when given); returns the seconds taken."""
+    producer = Producer(
+        librdkafka_config(
+            settings,
+            **{
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                # Paced messages go out at once, so their timestamps are their send times.
+                "linger.ms": 0 if rate else 20,
+            },
+        )
+    )
+    topic = settings.topic("raw")
+    started = time.perf_counter()
+    for index, event in enumerate(events):
+        if rate:
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        payload = json.dumps(event, ensure_ascii=False, default=str).encode()
+        while True:
+            try:
+                producer.produce(topic, key=event["product_id"].encode(), value=payload)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(120)
+    if remaining:
+        raise RuntimeError(f"{remaining} events were not delivered; check the broker")
+    return time.perf_counter() - started
+
+
+def distinct_ids(events: Iterable[Event]) -> set[str]:
+    return {e["product_id"] for e in events}
+
+
+# --- "all sinks acknowledged" -----------------------------------------------------------------
+def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+    """Every consumer group of the worker and the topic keys it reads."""
+    return {
+        settings.app_id: ["raw", "normalised"],
+        f"{settings.app_id}-milvus-sink": ["embeddings"],
+        f"{settings.app_id}-elasticsearch-sink": ["normalised", "predictions"],
+    }
+
+
+def total_lag(settings: Settings) -> int:
+    """Messages not yet committed by the worker's groups (-1 while a group has no commit)."""
+    lag = 0
+    for group, keys in consumer_groups(settings).items():
+        consumer = Consumer(librdkafka_config(settings, **{"group.id": group}))
+        try:
+            partitions = []
+            for key in keys:
+                topic = settings.topic(key)
+                meta = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                partitions += [TopicPartition(topic, p) for p in meta]
+            for committed in consumer.committed(partitions, timeout=10):
+                _, high = consumer.get_watermark_offsets(committed, timeout=10)
+                if high and committed.offset < 0:
+                    return -1
+                lag += max(0, high - committed.offset) if high else 0
+        finally:
+            consumer.close()
+    return lag
+
+
+def store_counts(settings: Settings) -> tuple[int, int]:
+    """(Milvus rows, Elasticsearch documents) of this run."""
+    es = elasticsearch_client(settings)
+    try:
+        es.indices.refresh(index=settings.elasticsearch_index)
+        documents = int(es.count(index=settings.elasticsearch_index)["count"])
+    except Exception:  # the sink has not created the index yet
+        documents = 0
+    try:
+        rows = count_rows(connect(settings), settings.milvus_collection)
+    except Exception:  # nor the collection
+        rows = 0
+    return rows, documents
+
+
+def wait_all_acknowledged(
+    settings: Settings, worker: BenchWorker, products: int, timeout_s: float
+) -> float:
+    """Seconds (perf_counter) when no group lags and both stores hold ``products`` products."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        now = time.perf_counter()
+        if total_lag(settings) == 0 and store_counts(settings) == (products, products):
+            return now
+        time.sleep(0.5)
+    rows, documents = store_counts(settings)
+    raise RuntimeError(
+        f"after {timeout_s:.0f}s Milvus has {rows} and Elasticsearch {documents} of {products} "
+        f"products (lag {total_lag(settings)}); read {worker.log_path}"
+    )
+
+
+# --- the categoriser -----------------------------------------------------------------------------
+def ensure_categoriser(settings: Settings, workdir: Path, products: int = 800) -> int:
+    """The served categoriser version; trains one with ``catstream train`` when there is none."""
+    try:
+        return served_version(settings.model_repository, settings.categoriser_model)
+    except ModelVersionError:
+        pass
+    labels = workdir / "train-labels.jsonl"
+    with labels.open("w") as truth:
+        options = GenerateOptions(
+            products=products,
+            network="generic",
+            seed=101,
+            fmt="jsonl",
+            duplicate_fraction=0.0,
+            update_fraction=0.0,
+            taxonomy_path=settings.taxonomy_path,
+        )
+        generate_feed(options, io.BytesIO(), labels_out=truth)
+    command = [sys.executable, "-m", "catstream.cli", "train", "--quiet", "--labels", str(labels)]
+    env = {**os.environ, **settings.as_env()}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        raise RuntimeError(f"catstream train failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return served_version(settings.model_repository, settings.categoriser_model)
+
+
+# --- Triton alone: the ceiling and the naive pipeline -------------------------------------------
+def normalised_products(settings: Settings, ids: set[str]) -> list[NormalisedProduct]:
+    """The latest normalised event of each of ``ids`` (as the worker published it)."""
+    latest: dict[str, NormalisedProduct] = {}
+    for record in read_all(settings, "normalised", len(ids)):
+        if record.key in ids and record.value is not None:
+            product = NormalisedProduct.model_validate_json(record.value)
+            if product.op != "delete":
+                latest[product.product_id] = product
+    return list(latest.values())
+
+
+async def fetch_images(settings: Settings, products: list[NormalisedProduct]) -> list[bytes | None]:
+    async with ImageFetcher(settings) as fetcher:
+        wanted = [p.image_urls[0] if p.image_urls else "" for p in products]
+        results = await fetcher.fetch_many(u for u in wanted if u)
+    by_url = {r.url: r.data for r in results if isinstance(r, FetchedImage)}
+    return [by_url.get(u) if u else None for u in wanted]
+
+
+@dataclass
+class TritonRun:
+    name: str
+    products: int
+    batch_size: int
+    seconds: float
+    products_per_s: float
+    image_encode_s: float
+    categorise_s: float
+    triton_cpu_s: float
+
+
+async def _encode_images(
+    triton: TritonClient, images: list[bytes | None], batch: int, in_flight: int
+) -> ImageEmbeddings:
+    n = len(images)
+    vectors = np.zeros((n, IMAGE_DIM), dtype=np.float32)
+    mask = np.zeros((n, 1), dtype=np.float32)
+    rows = [i for i, data in enumerate(images) if data is not None]
+    gate = asyncio.Semaphore(in_flight)
+
+    async def encode(chunk: list[int]) -> None:
+        payload = np.array([[images[i]] for i in chunk], dtype=np.object_)
+        async with gate:
+            out = await triton.infer("image_encoder", {"IMAGE": payload}, ["EMBEDDING", "OK"])
+        for row, index in enumerate(chunk):
+            if bool(out["OK"][row][0]):
+                vectors[index], mask[index, 0] = out["EMBEDDING"][row], 1.0
+
+    await asyncio.gather(*(encode(rows[s : s + batch]) for s in range(0, len(rows), batch)))
+    return ImageEmbeddings(vectors, mask, [False] * n)
+
+
+async def _categorise_all(
+    settings: Settings,
+    triton: TritonClient,
+    version: int,
+    products: list[NormalisedProduct],
+    images: ImageEmbeddings,
+    batch: int,
+    in_flight: int,
+) -> None:
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(start: int) -> None:
+        part = ImageEmbeddings(
+            images.vectors[start : start + batch], images.mask[start : start + batch], []
+        )
+        async with gate:
+            await categorise(
+                triton, settings.categoriser_model, version, products[start : start + batch], part
+            )
+
+    await asyncio.gather(*(one(s) for s in range(0, len(products), batch)))
+
+
+async def triton_batched(
+    settings: Settings,
+    version: int,
+    products: list[NormalisedProduct],
+    images: list[bytes | None],
+    batch: int,
+    triton_pid: int | None,
+    in_flight: int = 2,
+) -> TritonRun:
+    """Images and categoriser in optimal batches, ``in_flight`` requests at once."""
+    async with TritonClient.from_settings(settings) as triton:
+        await _categorise_all(settings, triton, version, products[:8], _no_images(8), 8, 1)
+        cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
+        started = time.perf_counter()
+        embeddings = await _encode_images(
+            triton, images, min(batch, MAX_IMAGES_PER_REQUEST), in_flight
+        )
+        encoded = time.perf_counter()
+        await _categorise_all(settings, triton, version, products, embeddings, batch, in_flight)
+        done = time.perf_counter()
+    cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0
+    return TritonRun(
+        name=f"Triton only, batch {batch}, {in_flight} in flight",
+        products=len(products),
+        batch_size=batch,
+        seconds=round(done - started, 3),
+        products_per_s=round(len(products) / (done - started), 1),
+        image_encode_s=round(encoded - started, 3),
+        categorise_s=round(done - encoded, 3),
+        triton_cpu_s=round(cpu, 2),
+    )
+
+
+def _no_images(n: int) -> ImageEmbeddings:
+    return ImageEmbeddings(
+        np.zeros((n, IMAGE_DIM), dtype=np.float32), np.zeros((n, 1), dtype=np.float32), []
+    )
+
+
+async def triton_naive(
+    settings: Settings,
+    version: int,
+    products: list[NormalisedProduct],
+    images: list[bytes | None],
+    triton_pid: int | None,
+) -> TritonRun:
+    """One product at a time: its image (batch 1), then the categoriser (batch 1)."""
+    image_s = categorise_s = 0.0
+    async with TritonClient.from_settings(settings) as triton:
+        cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
+        for product, image in zip(products, images, strict=True):
+            started = time.perf_counter()
+            embedding = await _encode_images(triton, [image], 1, 1)
+            encoded = time.perf_counter()
+            await categorise(triton, settings.categoriser_model, version, [product], embedding)
+            image_s += encoded - started
+            categorise_s += time.perf_counter() - encoded
+    cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0
+    seconds = image_s + categorise_s
+    return TritonRun(
+        name="naive: one product per call, sequential",
+        products=len(products),
+        batch_size=1,
+        seconds=round(seconds, 3),
+        products_per_s=round(len(products) / seconds, 1),
+        image_encode_s=round(image_s, 3),
+        categorise_s=round(categorise_s, 3),
+        triton_cpu_s=round(cpu, 2),
+    )
+
+
+# --- the report ----------------------------------------------------------------------------
+@dataclass
+class Phase:
+    name: str
+    products: int  # distinct products published in the phase
+    events: int  # raw events published
+    publish_s: float
+    seconds: float  # first publish to all sinks acknowledged
+    products_per_s: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # per process tree, over the phase
+
+
+@dataclass
+class Latency:
+    products: int
+    rate_per_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+
+
+@dataclass
+class PipelineReport:
+    model_version: int
+    end_to_end: Phase
+    republish: Phase
+    latency: Latency
+    ceiling: list[TritonRun]
+    naive: TritonRun
+    peaks: list[ProcessPeak]
+    ratio_to_ceiling: float
+    ratio_to_naive: float
+    machine_before: dict[str, Any]
+    machine_after: dict[str, Any]
+    settings: dict[str, Any]
+
+    def table(self) -> str:
+        e2e, again, lat = self.end_to_end, self.republish, self.latency
+        best = max(self.ceiling, key=lambda r: r.products_per_s)
+        rows = [
+            (
+                "end to end, publish → all sinks acknowledged",
+                f"{e2e.products_per_s:,.1f} products/s",
+            ),
+            (
+                f"latency publish → prediction, p50 (paced at {lat.rate_per_s:g}/s)",
+                f"{lat.p50_ms:,.0f} ms",
+            ),
+            ("latency publish → prediction, p99", f"{lat.p99_ms:,.0f} ms"),
+            (f"Triton-only ceiling ({best.name})", f"{best.products_per_s:,.1f} products/s"),
+            ("end to end / Triton-only ceiling", f"{self.ratio_to_ceiling:.2f}"),
+            (f"naive pipeline ({self.naive.name})", f"{self.naive.products_per_s:,.1f} products/s"),
+            ("end to end / naive", f"{self.ratio_to_naive:.2f}"),
+            ("re-published feed, 90% unchanged", f"{again.products_per_s:,.1f} products/s"),
+            *(
+                (f"peak RSS {p.name} ({len(p.pids)} processes)", f"{p.peak_rss_mib:,.0f} MiB")
+                for p in self.peaks
+            ),
+        ]
+        lines = ["| measurement | value |", "|---|---:|", *(f"| {a} | {b} |" for a, b in rows)]
+        cpu = ", ".join(f"{k} {v:.0f}s" for k, v in e2e.cpu_s.items())
+        lines.append(
+            f"\n{e2e.products} products ({e2e.events} events) in {e2e.seconds:.0f}s; CPU seconds "
+            f"over that phase: {cpu}. {self.machine_before.get('cpus')} CPUs, load average "
+            f"before {self.machine_before.get('load_average')}, after "
+            f"{self.machine_after.get('load_average')}."
+        )
+        return "\n".join(lines)
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+# --- the phases ------------------------------------------------------------------------------
+def service_pids(settings: Settings) -> dict[str, int]:
+    """PIDs of the stack's services (from its stack.json)."""
+    state = load_state(settings.home / "stack.json")
+    if state is None:
+        return {}
+    return {name: svc.pid for name, svc in state.services.items() if svc.pid is not None}
+
+
+def cpu_snapshot(worker: BenchWorker, services: dict[str, int]) -> dict[str, float]:
+    pids = {"worker": worker.pid, **services}
+    return {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def run_phase(
+    name: str,
+    settings: Settings,
+    worker: BenchWorker,
+    events: list[Event],
+    stored: int,
+    services: dict[str, int],
+    timeout_s: float,
+) -> Phase:
+    """Publish ``events``; done when all groups committed and the stores hold ``stored``."""
+    cpu_before = cpu_snapshot(worker, services)
+    started = time.perf_counter()
+    publish_s = publish_events(settings, events)
+    done = wait_all_acknowledged(settings, worker, stored, timeout_s)
+    cpu_after = cpu_snapshot(worker, services)
+    products = len(distinct_ids(events))
+    return Phase(
+        name=name,
+        products=products,
+        events=len(events),
+        publish_s=round(publish_s, 3),
+        seconds=round(done - started, 3),
+        products_per_s=round(products / (done - started), 2),
+        cpu_s={k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
+    )
+
+
+def measure_latency(
+    settings: Settings, worker: BenchWorker, events: list[Event], rate: float, stored: int
+) -> Latency:
+    publish_events(settings, events, rate=rate)
+    wait_all_acknowledged(settings, worker, stored, 600)
+    ids = distinct_ids(events)
+    sent: dict[str, int] = {}
+    for record in read_all(settings, "raw", 0, idle_s=2.0):
+        if record.key in ids:
+            sent.setdefault(record.key, record.timestamp_ms)  # each product's first event
+    predicted: dict[str, int] = {}
+    for record in read_all(settings, "predictions", 0, idle_s=2.0):
+        if record.key in sent and record.key not in predicted and record.value is not None:
+            predicted[record.key] = record.timestamp_ms
+    latencies = sorted(float(predicted[k] - sent[k]) for k in predicted)
+    if len(latencies) < len(sent):
+        raise RuntimeError(f"only {len(latencies)} of {len(sent)} paced products were predicted")
+    return Latency(
+        products=len(latencies),
+        rate_per_s=round(rate, 2),
+        p50_ms=percentile(latencies, 0.5),
+        p99_ms=percentile(latencies, 0.99),
+        mean_ms=round(statistics.fmean(latencies), 1),
+        max_ms=latencies[-1],
+    )
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    products: int = 2000
+    latency_products: int = 300
+    latency_load: float = 0.5  # share of the measured end-to-end capacity
+    naive_products: int = 100
+    ceiling_batches: tuple[int, ...] = (64, 256)
+    changed_share: float = 0.1
+    timeout_s: float = 1800.0
+
+
+def run_pipeline_bench(
+    settings: Settings, workdir: Path, options: PipelineOptions | None = None
+) -> PipelineReport:
+    options = options or PipelineOptions()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = bench_settings(settings, "pipeline").model_copy(
+        update={"image_allow_private": True}  # the images are served on loopback
+    )
+    version = ensure_categoriser(settings, workdir)
+    services = service_pids(settings)
+    before = machine()
+    create_topics(settings)
+    with ImageServer() as images:
+        worker = BenchWorker(settings, workdir / "pipeline-worker.log", "--sinks").start()
+        try:
+            report = _run_phases(settings, worker, images.base_url, services, options)
+        finally:
+            worker.stop()
+        products = normalised_products(settings, report["ids"])
+        fetched = asyncio.run(fetch_images(settings, products))
+    triton_pid = services.get("triton")
+    ceiling = [
+        asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid))
+        for b in options.ceiling_batches
+    ]
+    n = options.naive_products
+    naive = asyncio.run(triton_naive(settings, version, products[:n], fetched[:n], triton_pid))
+    assert worker.peak is not None
+    peaks = [worker.peak, *(ProcessPeak.of(name, pid) for name, pid in services.items())]
+    e2e: Phase = report["end_to_end"]
+    best = max(r.products_per_s for r in ceiling)
+    return PipelineReport(
+        model_version=version,
+        end_to_end=e2e,
+        republish=report["republish"],
+        latency=report["latency"],
+        ceiling=ceiling,
+        naive=naive,
+        peaks=peaks,
+        ratio_to_ceiling=round(e2e.products_per_s / best, 3),
+        ratio_to_naive=round(e2e.products_per_s / naive.products_per_s, 3),
+        machine_before=before,
+        machine_after=machine(),
+        settings={
+            "batch_max_products": settings.batch_max_products,
+            "batch_max_wait_ms": settings.batch_max_wait_ms,
+            "max_batches_in_flight": settings.max_batches_in_flight,
+            "options": asdict(options),
+        },
+    )
+
+
+def _run_phases(
+    settings: Settings,
+    worker: BenchWorker,
+    image_url: str,
+    services: dict[str, int],
+    options: PipelineOptions,
+) -> dict[str, Any]:
+    warm = feed_events(settings, 32, seed=3, image_base_url=image_url, id_prefix="W")
+    stored = len(distinct_ids(warm))
+    run_phase("warm-up", settings, worker, warm, stored, services, options.timeout_s)
+    feed = feed_events(settings, options.products, seed=5, image_base_url=image_url, id_prefix="")
+    stored += len(distinct_ids(feed))
+    e2e = run_phase("end to end", settings, worker, feed, stored, services, options.timeout_s)
+    again = with_changed_titles(feed, options.changed_share, seed=6)
+    republish = run_phase(
+        "re-published, 90% unchanged", settings, worker, again, stored, services, options.timeout_s
+    )
+    paced = feed_events(
+        settings, options.latency_products, seed=7, image_base_url=image_url, id_prefix="L"
+    )
+    paced = list({e["product_id"]: e for e in paced}.values())  # new products only
+    stored += len(paced)
+    rate = max(1.0, options.latency_load * e2e.products_per_s)
+    latency = measure_latency(settings, worker, paced, rate, stored)
+    return {
+        "end_to_end": e2e,
+        "republish": republish,
+        "latency": latency,
+        "ids": distinct_ids(feed),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = PipelineOptions()
+    parser.add_argument("--products", type=int, default=defaults.products)
+    parser.add_argument("--latency-products", type=int, default=defaults.latency_products)
+    parser.add_argument("--latency-load", type=float, default=defaults.latency_load)
+    parser.add_argument("--naive-products", type=int, default=defaults.naive_products)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
+    parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "pipeline-work")
+    args = parser.parse_args(argv)
+    options = PipelineOptions(
+        products=args.products,
+        latency_products=args.latency_products,
+        latency_load=args.latency_load,
+        naive_products=args.naive_products,
+    )
+    report = run_pipeline_bench(load_settings(), args.workdir, options)
+    write_json(asdict(report), args.out)
+    print(report.table())
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
