@@ -38,11 +38,14 @@ import json
 import math
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,6 +407,69 @@ async def triton_naive(
     )
 
 
+# --- where the worker's time goes (py-spy) ------------------------------------------------------
+# Innermost recognised frame wins: a sample in json.loads called from faust is JSON.
+PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("JSON and pydantic (de)serialisation", ("json/", "pydantic", "orjson", "codecs.py")),
+    ("Triton client (gRPC, protobuf, numpy)", ("tritonclient", "grpc", "protobuf", "numpy")),
+    ("image fetch (aiohttp)", ("streams/images.py", "aiohttp", "yarl")),
+    ("Milvus sink", ("pymilvus", "milvus")),
+    ("Elasticsearch sink", ("elasticsearch", "elastic_transport", "urllib3")),
+    ("sink loop (confluent-kafka)", ("workers/",)),
+    ("normaliser", ("streams/normaliser", "streams/raw_decoding")),
+    ("inference step (prediction, review)", ("streams/", "catstream/")),
+    ("Kafka client (aiokafka)", ("aiokafka", "kafka/")),
+    ("Faust and mode (streams, tables, commits)", ("faust", "mode/")),
+    ("asyncio event loop", ("asyncio", "selectors.py")),
+)
+
+
+@contextmanager
+def profiling(pid: int, raw_out: Path | None) -> Iterator[None]:
+    """py-spy samples of ``pid`` (GIL holders only: Python CPU time) while the block runs."""
+    if raw_out is None:
+        yield
+        return
+    command = [
+        str(Path(sys.executable).with_name("py-spy")),
+        *("record", "--pid", str(pid), "--rate", "50", "--gil", "--nonblocking"),
+        *("--format", "raw", "--output", str(raw_out)),
+    ]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+
+
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):  # leaf first
+        for name, markers in PROFILE_CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"
+
+
+def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Shares of samples by component and the hottest leaf functions, from py-spy raw output."""
+    by_category: Counter[str] = Counter()
+    by_leaf: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        by_category[_category(frames)] += int(count)
+        by_leaf[frames[-1]] += int(count)
+    total = sum(by_category.values()) or 1
+    return {
+        "samples": total,
+        "by_component": {k: round(v / total, 3) for k, v in by_category.most_common()},
+        "top_leaf_functions": {k: round(v / total, 3) for k, v in by_leaf.most_common(top)},
+    }
+
+
 # --- the report ----------------------------------------------------------------------------
 @dataclass
 class Phase:
@@ -435,6 +501,7 @@ class PipelineReport:
     ceiling: list[TritonRun]
     naive: TritonRun
     peaks: list[ProcessPeak]
+    profile: dict[str, Any] | None
     ratio_to_ceiling: float
     ratio_to_naive: float
     machine_before: dict[str, Any]
@@ -472,6 +539,11 @@ class PipelineReport:
             f"before {self.machine_before.get('load_average')}, after "
             f"{self.machine_after.get('load_average')}."
         )
+        if self.profile:
+            shares = ", ".join(
+                f"{name} {share:.0%}" for name, share in self.profile["by_component"].items()
+            )
+            lines.append(f"\nWorker Python CPU by component (py-spy, GIL samples): {shares}.")
         return "\n".join(lines)
 
 
@@ -557,6 +629,7 @@ class PipelineOptions:
     ceiling_batches: tuple[int, ...] = (64, 256)
     changed_share: float = 0.1
     timeout_s: float = 1800.0
+    profile: bool = False  # py-spy the worker over the end-to-end phase
 
 
 def run_pipeline_bench(
@@ -574,7 +647,7 @@ def run_pipeline_bench(
     with ImageServer() as images:
         worker = BenchWorker(settings, workdir / "pipeline-worker.log", "--sinks").start()
         try:
-            report = _run_phases(settings, worker, images.base_url, services, options)
+            report = _run_phases(settings, worker, images.base_url, services, options, workdir)
         finally:
             worker.stop()
         products = normalised_products(settings, report["ids"])
@@ -598,6 +671,7 @@ def run_pipeline_bench(
         ceiling=ceiling,
         naive=naive,
         peaks=peaks,
+        profile=report["profile"],
         ratio_to_ceiling=round(e2e.products_per_s / best, 3),
         ratio_to_naive=round(e2e.products_per_s / naive.products_per_s, 3),
         machine_before=before,
@@ -617,13 +691,16 @@ def _run_phases(
     image_url: str,
     services: dict[str, int],
     options: PipelineOptions,
+    workdir: Path,
 ) -> dict[str, Any]:
     warm = feed_events(settings, 32, seed=3, image_base_url=image_url, id_prefix="W")
     stored = len(distinct_ids(warm))
     run_phase("warm-up", settings, worker, warm, stored, services, options.timeout_s)
     feed = feed_events(settings, options.products, seed=5, image_base_url=image_url, id_prefix="")
     stored += len(distinct_ids(feed))
-    e2e = run_phase("end to end", settings, worker, feed, stored, services, options.timeout_s)
+    raw_profile = workdir / "worker-profile.txt" if options.profile else None
+    with profiling(worker.pid, raw_profile):
+        e2e = run_phase("end to end", settings, worker, feed, stored, services, options.timeout_s)
     again = with_changed_titles(feed, options.changed_share, seed=6)
     republish = run_phase(
         "re-published, 90% unchanged", settings, worker, again, stored, services, options.timeout_s
@@ -640,6 +717,7 @@ def _run_phases(
         "republish": republish,
         "latency": latency,
         "ids": distinct_ids(feed),
+        "profile": profile_summary(raw_profile) if raw_profile and raw_profile.exists() else None,
     }
 
 
@@ -650,6 +728,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-products", type=int, default=defaults.latency_products)
     parser.add_argument("--latency-load", type=float, default=defaults.latency_load)
     parser.add_argument("--naive-products", type=int, default=defaults.naive_products)
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the worker (pip install py-spy)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
     parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "pipeline-work")
     args = parser.parse_args(argv)
@@ -658,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_products=args.latency_products,
         latency_load=args.latency_load,
         naive_products=args.naive_products,
+        profile=args.profile,
     )
     report = run_pipeline_bench(load_settings(), args.workdir, options)
     write_json(asdict(report), args.out)
