@@ -171,7 +171,7 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
+    previous_handler = signal.signal(signal.SIGINT, stop)
     seen, idle = 0, 0.0
     try:
         consumer.assign([TopicPartition(topic, p, start) for p in _partitions(consumer, topic)])
@@ -200,6 +200,7 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGINT, previous_handler)  # callers in-process keep their Ctrl-C
         consumer.close()
     return 0
 
