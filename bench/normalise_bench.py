@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -133,6 +134,69 @@ class ProcessPeak:
 
 def tree_cpu_seconds(root: int) -> float:
     return sum(cpu_seconds(p) for p in descendants(root))
+
+
+# --- where the worker's time goes (py-spy) ------------------------------------------------------
+# Innermost recognised frame wins: a sample in json.loads called from faust is JSON.
+PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("JSON and pydantic (de)serialisation", ("json/", "pydantic", "orjson")),
+    ("Triton client (gRPC, protobuf, numpy)", ("tritonclient", "grpc", "protobuf", "numpy")),
+    ("image fetch (aiohttp)", ("streams/images.py", "aiohttp", "yarl")),
+    ("Milvus sink", ("pymilvus", "milvus")),
+    ("Elasticsearch sink", ("elasticsearch", "elastic_transport", "urllib3")),
+    ("sink loop (confluent-kafka)", ("workers/",)),
+    ("normaliser", ("streams/normaliser", "streams/raw_decoding")),
+    ("catstream agents and steps (streams/, catstream/)", ("streams/", "catstream/")),
+    ("Kafka client (aiokafka)", ("aiokafka", "kafka/")),
+    ("Faust and mode (streams, tables, commits)", ("faust", "mode/")),
+    ("asyncio event loop", ("asyncio", "selectors.py")),
+)
+
+
+@contextmanager
+def profiling(pid: int, raw_out: Path | None) -> Iterator[None]:
+    """py-spy samples of ``pid`` (GIL holders only: Python CPU time) while the block runs."""
+    if raw_out is None:
+        yield
+        return
+    command = [
+        str(Path(sys.executable).with_name("py-spy")),
+        *("record", "--pid", str(pid), "--rate", "50", "--gil", "--nonblocking"),
+        *("--format", "raw", "--output", str(raw_out)),
+    ]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+
+
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):  # leaf first
+        for name, markers in PROFILE_CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"
+
+
+def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Shares of samples by component and the hottest leaf functions, from py-spy raw output."""
+    by_category: Counter[str] = Counter()
+    by_leaf: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        by_category[_category(frames)] += int(count)
+        by_leaf[frames[-1]] += int(count)
+    total = sum(by_category.values()) or 1
+    return {
+        "samples": total,
+        "by_component": {k: round(v / total, 3) for k, v in by_category.most_common()},
+        "top_leaf_functions": {k: round(v / total, 3) for k, v in by_leaf.most_common(top)},
+    }
 
 
 # --- the worker under test ---------------------------------------------------------------------
@@ -486,18 +550,21 @@ class StreamResult:
     worker_wall_s: float  # worker start to last output, start-up included
 
 
-def normalise_through_broker(settings: Settings, workdir: Path, expected: int) -> StreamResult:
+def normalise_through_broker(
+    settings: Settings, workdir: Path, expected: int, raw_profile: Path | None = None
+) -> StreamResult:
     outputs = ("normalised", "deadletter")
     started = time.monotonic()
     with running_worker(settings, workdir / "normalise-worker.log", "--agents", "normalise") as w:
         wait_for_offsets(settings, outputs, 1, 300, w, every_s=0.2)
         cpu_at_first = tree_cpu_seconds(w.pid)
-        got = wait_for_offsets(settings, outputs, expected, 900, w)
+        with profiling(w.pid, raw_profile):
+            got = wait_for_offsets(settings, outputs, expected, 1800, w)
         cpu_s = tree_cpu_seconds(w.pid) - cpu_at_first
         wall = time.monotonic() - started
     if got < expected:
         raise RuntimeError(
-            f"only {got} of {expected} events came out of the normaliser in 15 min; "
+            f"only {got} of {expected} events came out of the normaliser in 30 min; "
             f"read {workdir / 'normalise-worker.log'}"
         )
     normalised = read_all(settings, "normalised", expected)
@@ -526,6 +593,7 @@ class NormaliseReport:
     broker_consume: list[ConsumeResult]
     in_process: InProcessResult
     through_broker: StreamResult
+    profile: dict[str, Any] | None = None
     machine_before: dict[str, Any] = field(default_factory=dict)
     machine_after: dict[str, Any] = field(default_factory=dict)
 
@@ -560,10 +628,17 @@ class NormaliseReport:
             f"\n{self.published} messages, {self.machine_before.get('cpus')} CPUs, "
             f"load average before the run: {load}"
         )
+        if self.profile:
+            shares = ", ".join(
+                f"{name} {share:.0%}" for name, share in self.profile["by_component"].items()
+            )
+            lines.append(f"\nWorker Python CPU by component (py-spy, GIL samples): {shares}.")
         return "\n".join(lines)
 
 
-def run_normalise_bench(settings: Settings, workdir: Path, products: int) -> NormaliseReport:
+def run_normalise_bench(
+    settings: Settings, workdir: Path, products: int, profile: bool = False
+) -> NormaliseReport:
     """The whole normaliser benchmark in fresh topics of its own."""
     settings = bench_settings(settings, "normalise")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -573,7 +648,8 @@ def run_normalise_bench(settings: Settings, workdir: Path, products: int) -> Nor
     librdkafka, pairs = confluent_consume(settings, sent)
     aiokafka = aiokafka_consume(settings, sent)
     in_process = normalise_in_process(settings, pairs)
-    through = normalise_through_broker(settings, workdir, sent)
+    raw_profile = workdir / "normalise-worker-profile.txt" if profile else None
+    through = normalise_through_broker(settings, workdir, sent, raw_profile)
     return NormaliseReport(
         products=products,
         published=sent,
@@ -582,6 +658,7 @@ def run_normalise_bench(settings: Settings, workdir: Path, products: int) -> Nor
         broker_consume=[librdkafka, aiokafka],
         in_process=in_process,
         through_broker=through,
+        profile=profile_summary(raw_profile) if raw_profile and raw_profile.exists() else None,
         machine_before=before,
         machine_after=machine(),
     )
@@ -596,10 +673,13 @@ def write_json(payload: Any, path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=20_000)
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the worker (pip install py-spy)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "normalise.json")
     parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "normalise-work")
     args = parser.parse_args(argv)
-    report = run_normalise_bench(load_settings(), args.workdir, args.products)
+    report = run_normalise_bench(load_settings(), args.workdir, args.products, args.profile)
     write_json(asdict(report), args.out)
     print(report.table())
     print(f"\nJSON: {args.out}")

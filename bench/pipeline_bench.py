@@ -38,14 +38,11 @@ import json
 import math
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +56,8 @@ from bench.normalise_bench import (
     ProcessPeak,
     bench_settings,
     machine,
+    profile_summary,
+    profiling,
     read_all,
     tree_cpu_seconds,
     write_json,
@@ -405,69 +404,6 @@ async def triton_naive(
         categorise_s=round(categorise_s, 3),
         triton_cpu_s=round(cpu, 2),
     )
-
-
-# --- where the worker's time goes (py-spy) ------------------------------------------------------
-# Innermost recognised frame wins: a sample in json.loads called from faust is JSON.
-PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("JSON and pydantic (de)serialisation", ("json/", "pydantic", "orjson", "codecs.py")),
-    ("Triton client (gRPC, protobuf, numpy)", ("tritonclient", "grpc", "protobuf", "numpy")),
-    ("image fetch (aiohttp)", ("streams/images.py", "aiohttp", "yarl")),
-    ("Milvus sink", ("pymilvus", "milvus")),
-    ("Elasticsearch sink", ("elasticsearch", "elastic_transport", "urllib3")),
-    ("sink loop (confluent-kafka)", ("workers/",)),
-    ("normaliser", ("streams/normaliser", "streams/raw_decoding")),
-    ("inference step (prediction, review)", ("streams/", "catstream/")),
-    ("Kafka client (aiokafka)", ("aiokafka", "kafka/")),
-    ("Faust and mode (streams, tables, commits)", ("faust", "mode/")),
-    ("asyncio event loop", ("asyncio", "selectors.py")),
-)
-
-
-@contextmanager
-def profiling(pid: int, raw_out: Path | None) -> Iterator[None]:
-    """py-spy samples of ``pid`` (GIL holders only: Python CPU time) while the block runs."""
-    if raw_out is None:
-        yield
-        return
-    command = [
-        str(Path(sys.executable).with_name("py-spy")),
-        *("record", "--pid", str(pid), "--rate", "50", "--gil", "--nonblocking"),
-        *("--format", "raw", "--output", str(raw_out)),
-    ]
-    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        recorder.send_signal(signal.SIGINT)
-        recorder.wait(60)
-
-
-def _category(frames: list[str]) -> str:
-    for frame in reversed(frames):  # leaf first
-        for name, markers in PROFILE_CATEGORIES:
-            if any(marker in frame for marker in markers):
-                return name
-    return "other"
-
-
-def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
-    """Shares of samples by component and the hottest leaf functions, from py-spy raw output."""
-    by_category: Counter[str] = Counter()
-    by_leaf: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        by_category[_category(frames)] += int(count)
-        by_leaf[frames[-1]] += int(count)
-    total = sum(by_category.values()) or 1
-    return {
-        "samples": total,
-        "by_component": {k: round(v / total, 3) for k, v in by_category.most_common()},
-        "top_leaf_functions": {k: round(v / total, 3) for k, v in by_leaf.most_common(top)},
-    }
 
 
 # --- the report ----------------------------------------------------------------------------
