@@ -80,7 +80,7 @@ def test_subtree_sum_gives_parent_the_mass_of_its_children(space: LabelSpace) ->
     exclusive = np.zeros((1, len(space.leaf_ids)), dtype=np.float32)
     exclusive[0, :2] = 0.5  # Cookware and Coffee Makers
     scores = space.subtree_sum(exclusive)
-    kitchen = [i for i, e in enumerate(space.entries) if e.path == "Home > Kitchen"][0]
+    kitchen = next(i for i, e in enumerate(space.entries) if e.path == "Home > Kitchen")
     assert scores[0, kitchen] == pytest.approx(1.0)
 
 

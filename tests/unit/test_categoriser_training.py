@@ -16,7 +16,6 @@ from triton_models.categoriser.dataset import (
     Example,
     build_targets,
     stratified_split,
-    stratum,
 )
 from triton_models.categoriser.export import export_version
 from triton_models.categoriser.features import FeatureHasher, ProductFields, char_ngrams
@@ -53,7 +52,8 @@ def test_features_are_stable_and_weighted_per_field() -> None:
     fields = ProductFields(title="Nike Air Max trainers", brand="Nike", raw_category="Shoes")
     ids, weights = hasher.product(fields)
     assert (ids, weights) == hasher.product(fields)
-    assert ids == sorted(ids) and all(0 <= i < 2**18 for i in ids)
+    assert ids == sorted(ids)
+    assert all(0 <= i < 2**18 for i in ids)
     assert hasher.product(ProductFields()) == ([], [])
     batch = hasher.batch([fields, ProductFields()])
     assert batch.offsets.tolist() == [0, len(ids)]
@@ -211,7 +211,8 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
     assert (first / "model.py").read_text().startswith('"""Triton python-backend model')
     assert json.loads((first / "train.jsonl").read_text()) == rows[0]
     metadata = load_metadata(repository)
-    assert metadata.version == 2 and metadata.taxonomy_hash == taxonomy.hash
+    assert metadata.version == 2
+    assert metadata.taxonomy_hash == taxonomy.hash
     assert metadata.label_ids == space.label_ids
 
     # the exported TorchScript scores like the in-memory network
@@ -220,7 +221,7 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
     expected = score_logits(space, model.scoring, independent, exclusive).scores
     predictor = Predictor.load(first, encoder=object())  # type: ignore[arg-type]
     sparse_fields = [ProductFields(title="unused") for _ in rows_]
-    predictor.hasher.batch = lambda _fields: data.sparse(rows_)  # type: ignore[method-assign]
+    predictor.hasher.batch = lambda _fields: data.sparse(rows_)  # type: ignore[method-assign,assignment]
     actual = predictor.predict_encoded(sparse_fields, data.text[rows_]).probabilities
     assert np.abs(actual - expected).max() < 1e-5
     assert len(sparse_fields) == len(rows_)
