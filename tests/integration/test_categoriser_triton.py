@@ -1,0 +1,172 @@
+"""The categoriser on the real local Triton: train → export → load → predict, and rollback.
+
+A small stand-in catalogue (12 products per leaf, few epochs) keeps this quick;
+quality is measured by the benchmark, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.retail_standin import TAXONOMY, make_catalogue, write_jsonl
+from catstream.cli import main
+from catstream.settings import Settings
+from schemas.events import Prediction
+from streams.triton_client import TritonClient
+from triton_models.categoriser.client import categorise
+from triton_models.categoriser.dataset import product_fields
+from triton_models.categoriser.metadata import (
+    load_metadata,
+    model_dir,
+    served_version,
+    version_dirs,
+)
+from triton_models.categoriser.model_control import triton_model_state
+from triton_models.categoriser.offline import normalise_lines
+from triton_models.categoriser.serving import Predictor
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("catalogue")
+    rows = make_catalogue(per_leaf=12, seed=3)
+    (root / "taxonomy.txt").write_text(TAXONOMY)
+    write_jsonl(root / "train.jsonl", rows[:170])
+    write_jsonl(root / "test.jsonl", rows[170:])
+    return {"taxonomy": root / "taxonomy.txt", "train": root / "train.jsonl",
+            "test": root / "test.jsonl"}  # fmt: skip
+
+
+def run_train(catalogue: dict[str, Path], seed: int, *extra: str) -> int:
+    code = main(
+        [
+            "train",
+            "--taxonomy", str(catalogue["taxonomy"]),
+            "--labels", str(catalogue["train"]),
+            "--seed", str(seed),
+            "--epochs", "6",
+            "--quiet",
+            *extra,
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return 0
+
+
+@pytest.fixture(scope="module")
+def trained(stack: Settings, catalogue: dict[str, Path]) -> int:
+    """A version trained with `catstream train` and loaded into the stack's Triton."""
+    run_train(catalogue, seed=1)
+    version = max(version_dirs(stack.model_repository))
+    assert served_version(stack.model_repository) == version
+    return version
+
+
+def test_triton_scores_match_in_process_scores(
+    stack: Settings, catalogue: dict[str, Path], trained: int
+) -> None:
+    lines = [json.loads(line) for line in catalogue["test"].read_text().splitlines()]
+    products = normalise_lines([(f"test:{i}", row) for i, row in enumerate(lines[:40])])
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(len(products), 1280)).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    images[::2] = 0.0  # every other product has no image
+    metadata = load_metadata(stack.model_repository, trained)
+
+    async def through_triton() -> list[Any]:
+        client = TritonClient.from_settings(stack)
+        try:
+            return await categorise(client, products, images, metadata)
+        finally:
+            await client.close()
+
+    remote = asyncio.run(through_triton())
+    predictor = Predictor.load(model_dir(stack.model_repository) / str(trained))
+    mask = (np.abs(images).sum(axis=1) > 0).astype(np.float32)
+    local = predictor.predict([product_fields(p) for p in products], images, mask)
+    probabilities = np.stack([r.probabilities for r in remote])
+    assert probabilities.shape == local.probabilities.shape
+    assert np.abs(probabilities - local.probabilities).max() < 1e-4
+    assert np.abs(np.array([r.top_scores for r in remote]) - local.top_scores).max() < 1e-4
+    assert [r.top_ids for r in remote] == local.top_ids.tolist()
+    assert [r.predicted_id if r.predicted_id is not None else -1 for r in remote] == (
+        local.predicted_id.tolist()
+    )
+    embeddings = np.array([r.text_embedding for r in remote])
+    assert np.abs(embeddings - local.text_embedding).max() < 1e-4
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_predict_cli_writes_prediction_events(
+    stack: Settings, catalogue: dict[str, Path], trained: int, tmp_path: Path
+) -> None:
+    output = tmp_path / "predictions.jsonl"
+    code = main(
+        [
+            "predict",
+            "--input", str(catalogue["test"]),
+            "--output", str(output),
+            "--taxonomy", str(catalogue["taxonomy"]),
+            "--version", str(trained),
+            "--no-images",
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    events = [Prediction.model_validate_json(line) for line in output.read_text().splitlines()]
+    assert len(events) == len(catalogue["test"].read_text().splitlines())
+    for event in events:
+        assert event.model_version == str(trained)
+        levels = [c.level for c in event.categories]
+        assert levels == list(range(1, len(levels) + 1))  # root → leaf, no gaps
+        scores = [c.score for c in event.categories]
+        assert scores == sorted(scores, reverse=True)  # a parent scores at least its child
+
+
+def test_evaluate_cli_reports_catstream_and_baselines(
+    stack: Settings, catalogue: dict[str, Path], trained: int, tmp_path: Path
+) -> None:
+    report = tmp_path / "metrics.json"
+    code = main(
+        [
+            "evaluate",
+            "--labels", str(catalogue["test"]),
+            "--version", str(trained),
+            "--json", str(report),
+            "--no-images",
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(report.read_text())
+    assert {"catstream", "catstream@thresholds", "tfidf_lr"} <= set(results)
+    assert results["catstream"]["n"] == results["tfidf_lr"]["n"]
+    assert 0.0 <= results["catstream"]["leaf_accuracy"] <= 1.0
+
+
+def test_rollback_serves_the_previous_version(
+    stack: Settings, catalogue: dict[str, Path], trained: int
+) -> None:
+    run_train(catalogue, 2, "--no-load")
+    newer = max(version_dirs(stack.model_repository))
+    assert newer > trained
+    assert served_version(stack.model_repository) == trained  # --no-load changed nothing
+
+    assert main(["model", "load", str(newer)]) == 0
+    assert served_version(stack.model_repository) == newer
+    states = triton_model_state(stack)
+    assert states[newer] == "READY"
+    assert states[trained] == "READY"  # kept loaded for an instant rollback
+
+    assert main(["model", "rollback"]) == 0
+    assert served_version(stack.model_repository) == trained
+    states = triton_model_state(stack)
+    assert states[trained] == "READY"
+    assert states.get(newer) != "READY"
+    assert main(["model", "list"]) == 0
