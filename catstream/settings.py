@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     # --- Triton --------------------------------------------------------------
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_http_url: str = "http://127.0.0.1:8000"
-    triton_timeout_s: float = 10.0
+    # CPU inference of a 64-product batch takes seconds on a busy 2-core host, and a
+    # timed-out request still runs on the server: a short deadline turns into a retry storm.
+    triton_timeout_s: float = 60.0
     triton_retries: int = 5
     text_encoder_model: str = "text_encoder"
     image_encoder_model: str = "image_encoder"
@@ -121,7 +123,7 @@ class Settings(BaseSettings):
     )
     batch_max_products: int = 64
     batch_max_wait_ms: int = 20
-    max_batches_in_flight: int = 4
+    max_batches_in_flight: int = 2
     field_max_chars: int = 5000
     image_fetch_timeout_s: float = 3.0
     image_max_bytes: int = 5_000_000

@@ -43,7 +43,7 @@ from streams.review import (
     review_threshold,
     uncertainty,
 )
-from streams.triton_client import TritonRequestInvalid, TritonUnavailable
+from streams.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 from triton_models.categoriser.metadata import ModelMetadata
 
 STAGE = "infer"
@@ -179,7 +179,9 @@ class InferenceStep:
                     DEGRADED.labels(dependency="triton").set(0)
                     log.info("triton_recovered", attempts=attempt)
                 return result
-            except (TritonUnavailable, RecoverableError) as exc:
+            except (TritonUnavailable, TritonServerError, RecoverableError) as exc:
+                # TritonServerError covers a model that is being (re)loaded (NOT_FOUND) and
+                # server faults: retrying delays the stream, skipping would lose products.
                 attempt += 1
                 DEGRADED.labels(dependency="triton").set(1)
                 delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
@@ -221,6 +223,7 @@ class InferenceStep:
         out: BatchOutputs,
     ) -> None:
         path = accepted_path(self.taxonomy, metadata, result)
+        product_uncertainty = self._uncertainty(result)
         # Without an accepted category, the best candidate still places the product
         # for similarity search; the prediction says it needs review.
         best = candidates(self.taxonomy, metadata, result)
@@ -233,12 +236,12 @@ class InferenceStep:
             categories=path,
             top_category=top,
             confidence=min(1.0, max(0.0, result.confidence)),
-            uncertainty=self._uncertainty(result),
+            uncertainty=product_uncertainty,
             needs_review=needs_review(
                 self.settings.review_measure,
-                self._uncertainty(result),
+                product_uncertainty,
                 self.review_threshold,
-                accepted=bool(path),
+                accepted=result.predicted_id is not None,
             ),
             fingerprint=product.fingerprint,
             updated_at=product.updated_at,

@@ -65,7 +65,9 @@ class InferAgent:
             taxonomy=load_taxonomy(self.settings.taxonomy_path),
             model=ModelState(self.settings),
             images=ImageEmbedder(self.settings, triton, ImageFetcher(self.settings)),
-            review=ReviewRouter(self.settings),
+            # A tenth of the confident products go to labellers as random samples, so
+            # review is not only the model's hardest cases (see BACKGROUND: active learning).
+            review=ReviewRouter(self.settings, random_share=0.1),
             triton=triton,
         )
 
