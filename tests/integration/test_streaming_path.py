@@ -86,7 +86,7 @@ def _current_products(settings: Settings) -> set[str]:
 def _elasticsearch_ids(settings: Settings) -> set[str]:
     client = elasticsearch_client(settings)
     client.indices.refresh(index=settings.elasticsearch_index)
-    hits = client.search(index=settings.elasticsearch_index, size=10_000, _source=False)
+    hits = client.search(index=settings.elasticsearch_index, size=10_000, source=False)
     ids = [hit["_id"] for hit in hits["hits"]["hits"]]
     assert len(ids) == len(set(ids))
     return set(ids)
