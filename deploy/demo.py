@@ -1,56 +1,52 @@
-"""``catstream demo``: the foundation flow on the local stack, with a readable summary.
+"""``catstream demo``: the whole job on the local stack, with a readable summary.
 
-1. bring the local stack up (idempotent: a running stack is reused);
-2. create the product topics (idempotent);
-3. round-trip one ``products.raw`` event through Kafka: produce it, read it back
-   at the offset the broker acknowledged, and validate it against the schema;
-4. embed a few product titles through the Triton text encoder and show how
-   close they are to each other.
+1. bring the local stack up (a running one is reused), create the topics, and
+   check Kafka and Triton answer (a round trip and a few embeddings);
+2. generate a messy affiliate feed (images served from a loopback server);
+3. bootstrap a categoriser: a small labelled seed plus the starter rules on
+   unlabelled products, trained and loaded into Triton (`catstream train`);
+4. start the worker (normalise → infer → sinks, with the HTTP API);
+5. publish the feed and wait until every product has its prediction;
+6. print a summary: categorised, sent to review, dead letters, throughput, a
+   few predictions with their category paths, and one product's similar products.
 
-The stack is left running (``catstream stack down`` stops it). Later issues
-grow this into the whole job: generate a feed, bootstrap a model from rules,
-run the worker, publish, and print predictions and similar products.
+The worker and its API keep running afterwards (the URL is printed);
+``catstream stack down`` stops the stack and the demo worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import io
+import json
 import os
+import signal
+import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import urllib.request
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-
-from catstream.kafka_config import librdkafka_config
-from catstream.settings import Settings, get_settings, load_settings
+from catstream.settings import PROJECT_ROOT, Settings, get_settings, load_settings
+from deploy.demo_checks import DemoError, embed_titles, round_trip, section
+from deploy.demo_images import ImageServer
 from deploy.stack import Stack, StackError
 from deploy.stack_cli import format_table
-from schemas.events import RawProduct
+from feeds.generator import GenerateOptions, generate_feed
+from feeds.publisher import publish_feed
+from streams.topic_records import publish_json, read_topic
 from streams.topics import create_topics
-from streams.triton_client import TritonClient, TritonError
 
-DEMO_TITLES = (
-    "Women's red leather crossbody handbag",
-    "Ladies leather shoulder bag, burgundy",
-    "Stainless steel saucepan with glass lid, 20 cm",
-)
-
-
-class DemoError(Exception):
-    """A step failed; the message says what to do."""
+STARTER_RULES = PROJECT_ROOT / "triton_models" / "categoriser" / "rules" / "google_starter.yaml"
+SENTINEL = "demo-sentinel"
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the Kafka round trip"
-    )
+    parser.add_argument("--products", type=int, default=600, help="feed rows to stream")
+    parser.add_argument("--seed", type=int, default=42, help="feed generator seed")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs (bootstrap)")
     parser.set_defaults(handler=run)
 
 
@@ -58,157 +54,213 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     try:
         settings = _stack_up(settings)
-        _create_topics(settings)
-        _round_trip(settings, args.timeout)
-        _embed(settings, DEMO_TITLES)
+        section("2. topics and service checks")
+        create_topics(settings)
+        round_trip(settings)
+        embed_titles(settings)
+        with ImageServer() as images:
+            work = settings.home / "demo"
+            work.mkdir(parents=True, exist_ok=True)
+            feed = _generate(settings, work, args, images.base_url)
+            _bootstrap_model(settings, work, args)
+            api = _start_worker(settings)
+            throughput = _stream(settings, feed)
+            _summary(settings, throughput, api)
     except (DemoError, StackError) as exc:
         print(f"\ncatstream demo failed: {exc}", file=sys.stderr)
         return 1
-    _section("done")
+    section("done")
     print(f"demo finished in {time.perf_counter() - started:.1f} s")
-    print(f"the stack keeps running under {settings.home}: `catstream stack status` shows it,")
-    print("`catstream stack down` (or `make stack-down`) stops it.")
+    print(f"the worker and its API keep running: {api}  (log: {_worker_log(settings)})")
+    print("`catstream stack down` stops the stack and the demo worker.")
     return 0
 
 
-def _section(title: str) -> None:
-    print(f"\n== {title} {'=' * max(0, 66 - len(title))}")
-
-
 def _stack_up(settings: Settings) -> Settings:
-    """Start (or reuse) the stack and return settings that point at it."""
-    _section("1. local stack")
+    section("1. local stack")
     stack = Stack(settings.home, settings=settings)
     print(f"starting the local stack under {stack.home} (Triton may take a minute) ...")
     report = stack.up()
-    if report.already_running:
-        print("already up and healthy: reusing it")
-    else:
-        print(f"up in {report.seconds:.1f} s; URLs written to {stack.env_file}")
+    print("already up: reusing it" if report.already_running else f"up in {report.seconds:.1f} s")
     print(format_table(report.services))
     # The stack may have chosen new ports: its URLs win over what this process read at start.
-    for name, value in stack.settings_env().items():
-        os.environ[name] = value
+    os.environ.update(stack.settings_env())
     get_settings.cache_clear()
-    return load_settings(home=stack.home)
+    return load_settings(home=stack.home, image_allow_private=True)
 
 
-def _create_topics(settings: Settings) -> None:
-    _section("2. topics")
-    try:
-        outcomes = create_topics(settings)
-    except RuntimeError as exc:
-        raise DemoError(str(exc)) from exc
-    for topic, outcome in outcomes.items():
-        print(f"  {topic:32s} {outcome} ({settings.topic_partitions} partitions)")
-
-
-def _round_trip(settings: Settings, timeout_s: float) -> None:
-    """Produce one raw product, read it back at its acknowledged offset, validate it."""
-    _section("3. Kafka round trip")
-    topic = settings.topic("raw")
-    event = RawProduct(
-        product_id=f"demo-{uuid.uuid4().hex[:12]}",
-        updated_at=datetime.now(UTC).isoformat(),
-        network="demo",
-        merchant="Demo Store",
-        title=DEMO_TITLES[0],
-        raw_category="Apparel & Accessories > Handbags",
-        price="£49.99",
-        extra={"source": "catstream demo"},
+def _generate(settings: Settings, work: Path, args: argparse.Namespace, images: str) -> Path:
+    section("3. a messy affiliate feed")
+    feed = work / "feed.jsonl"
+    options = GenerateOptions(
+        products=args.products,
+        network="generic",
+        seed=args.seed,
+        fmt="jsonl",
+        corrupt_fraction=0.05,
+        image_base_url=images,
+        taxonomy_path=settings.taxonomy_path,
     )
-    payload = event.model_dump_json().encode()
-    started = time.perf_counter()
-    partition, offset = _produce(settings, topic, event.product_id, payload, timeout_s)
-    produced_ms = (time.perf_counter() - started) * 1000
-    message = _read_at(settings, topic, partition, offset, timeout_s)
-    total_ms = (time.perf_counter() - started) * 1000
-    value = message.value()
-    if value != payload or message.key() != event.product_id.encode():
-        raise DemoError(
-            f"{topic}[{partition}]@{offset} holds a different message than the one produced; "
-            "is another process writing with the same key? Run the demo again."
-        )
-    echoed = RawProduct.model_validate_json(value)
-    print(f"  produced {event.product_id} to {topic}[{partition}] at offset {offset}")
-    print(f"  acknowledged in {produced_ms:.0f} ms, read back and validated in {total_ms:.0f} ms")
-    print(f"  title={echoed.title!r} price={echoed.price!r} ({len(payload)} bytes)")
-
-
-def _produce(
-    settings: Settings, topic: str, key: str, payload: bytes, timeout_s: float
-) -> tuple[int, int]:
-    producer = Producer(librdkafka_config(settings, **{"enable.idempotence": True}))
-    delivered: list[Message] = []
-    errors: list[KafkaError] = []
-
-    def on_delivery(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            errors.append(error)
-        else:
-            delivered.append(message)
-
-    producer.produce(topic, key=key.encode(), value=payload, on_delivery=on_delivery)
-    producer.flush(timeout_s)
-    if errors:
-        raise DemoError(
-            f"Kafka rejected the demo event: {errors[0]}; check `catstream stack status`"
-        )
-    if not delivered:
-        raise DemoError(
-            f"no delivery report from Kafka at {settings.kafka_bootstrap} within "
-            f"{timeout_s:.0f} s; check `catstream stack status` and .catstream/logs/noida.log"
-        )
-    partition, offset = delivered[0].partition(), delivered[0].offset()
-    if partition is None or offset is None:  # set on every delivered message
-        raise DemoError(f"Kafka acknowledged the demo event without a position: {delivered[0]}")
-    return partition, offset
-
-
-def _read_at(
-    settings: Settings, topic: str, partition: int, offset: int, timeout_s: float
-) -> Message:
-    consumer = Consumer(
-        librdkafka_config(
-            settings,
-            **{"group.id": f"catstream-demo-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False},
-        )
-    )
-    try:
-        consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                raise DemoError(f"reading {topic} failed: {message.error()}")
-            return message
-    finally:
-        consumer.close()
-    raise DemoError(
-        f"the demo event did not come back from {topic} within {timeout_s:.0f} s; "
-        "check .catstream/logs/noida.log"
-    )
-
-
-def _embed(settings: Settings, titles: Sequence[str]) -> None:
-    _section("4. Triton text encoder")
-
-    async def embed() -> npt.NDArray[np.float32]:
-        async with TritonClient.from_settings(settings) as client:
-            return await client.embed_texts(list(titles))
-
-    started = time.perf_counter()
-    try:
-        vectors = asyncio.run(embed())
-    except TritonError as exc:
-        raise DemoError(str(exc)) from exc
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    with feed.open("wb") as out:
+        report = generate_feed(options, out)
     print(
-        f"  {len(titles)} titles embedded by {settings.text_encoder_model!r} at "
-        f"{settings.triton_grpc_url} in {elapsed_ms:.0f} ms ({vectors.shape[1]}-d, L2-normalised)"
+        f"  {report.rows} rows -> {feed}: {report.products} products, "
+        f"{report.duplicates} duplicates, {report.price_updates + report.title_updates} "
+        f"updates, {sum(report.corrupt.values())} corrupt rows"
     )
-    similarity = vectors @ vectors.T  # cosine: the vectors have unit length
-    for i in range(1, len(titles)):
-        print(f"  cosine {similarity[0, i]:+.3f}  {titles[0]!r} vs {titles[i]!r}")
+    for line in feed.read_text(errors="replace").splitlines()[:2]:
+        print(f"  e.g. {line[:150]}...")
+    return feed
+
+
+def _bootstrap_model(settings: Settings, work: Path, args: argparse.Namespace) -> None:
+    section("4. bootstrap a categoriser from rules")
+    seed_labels, unlabelled = work / "seed-labels.jsonl", work / "unlabelled.jsonl"
+    truth = io.StringIO()
+    options = GenerateOptions(
+        products=1500, network="generic", seed=args.seed + 1, fmt="jsonl",
+        duplicate_fraction=0.0, update_fraction=0.0, taxonomy_path=settings.taxonomy_path,
+    )  # fmt: skip
+    generate_feed(options, io.BytesIO(), labels_out=truth)
+    rows = [json.loads(line) for line in truth.getvalue().splitlines()]
+    # A few hundred human labels; the starter rules label the rest, as a team would start.
+    seed_labels.write_text("".join(json.dumps(r) + "\n" for r in rows[:300]))
+    product_fields = ("product_id", "title", "description", "brand", "raw_category", "image_urls")
+    unlabelled.write_text(
+        "".join(json.dumps({k: r[k] for k in product_fields if k in r}) + "\n" for r in rows[300:])
+    )
+    command = [
+        sys.executable, "-m", "catstream.cli", "train", "--quiet",
+        "--taxonomy", str(settings.taxonomy_path), "--labels", str(seed_labels),
+        "--rules", str(STARTER_RULES), "--unlabelled", str(unlabelled),
+        "--epochs", str(args.epochs),
+    ]  # fmt: skip
+    print(
+        f"  training on {len(rows[:300])} labelled + {len(rows[300:])} rule-labelled products ..."
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        env={**os.environ, **settings.as_env()},
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise DemoError(f"`catstream train` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    print("\n".join("  " + line for line in done.stdout.strip().splitlines()[-12:]))
+    print(f"  trained and loaded into Triton in {time.perf_counter() - started:.0f} s")
+
+
+def _worker_log(settings: Settings) -> Path:
+    return settings.home / "logs" / "demo-worker.log"
+
+
+def _start_worker(settings: Settings) -> str:
+    section("5. the stream worker")
+    pid_file = settings.home / "demo-worker.pid"
+    if pid_file.exists():  # a previous demo's worker: replace it
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            time.sleep(3)
+        except (ProcessLookupError, ValueError, PermissionError):
+            pass
+    log = _worker_log(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "catstream.cli", "worker", "--sinks", "--api"],
+        env={**os.environ, **settings.as_env(), "CATSTREAM_LOG_FORMAT": "json"},
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    pid_file.write_text(str(process.pid))
+    api = f"http://127.0.0.1:{settings.worker_web_port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DemoError(f"the worker exited with {process.returncode}; see {log}")
+        if _get(api + "/health") is not None:
+            print(f"  worker pid {process.pid}; API at {api}; log {log}")
+            return api
+        time.sleep(2)
+    raise DemoError(f"the worker's API did not answer at {api} within 120 s; see {log}")
+
+
+def _stream(settings: Settings, feed: Path) -> float:
+    section("6. publish the feed and stream it")
+    started = time.perf_counter()
+    report = publish_feed(feed, "generic", settings, progress=False)
+    print(f"  published {report.sent} events ({report.skipped} unparsable rows skipped)")
+    _publish_sentinel(settings)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        keys = {r.key for r in read_topic(settings, "predictions", idle_s=1.5)}
+        print(f"  {len(keys)} products categorised so far ...", flush=True)
+        if SENTINEL in keys:
+            elapsed = time.perf_counter() - started
+            return report.sent / elapsed
+        time.sleep(5)
+    raise DemoError(f"predictions did not arrive within 15 minutes; see {_worker_log(settings)}")
+
+
+def _publish_sentinel(settings: Settings) -> None:
+    # Every partition sees a sentinel after the feed, so its prediction means "all done".
+    publish_json(settings, [(f"{SENTINEL}-{i}", {"product_id": f"{SENTINEL}-{i}",
+                                                 "title": "end of the demo feed"})
+                            for i in range(32)])  # fmt: skip
+
+
+def _summary(settings: Settings, throughput: float, api: str) -> None:
+    section("7. summary")
+    predictions = _latest(read_topic(settings, "predictions", idle_s=2))
+    predictions = {k: v for k, v in predictions.items() if not k.startswith(SENTINEL)}
+    accepted = [p for p in predictions.values() if p and p["categories"]]
+    review = read_topic(settings, "review", idle_s=2)
+    dead = read_topic(settings, "deadletter", idle_s=2)
+    print(
+        f"  products categorised : {len(predictions)} ({len(accepted)} with an accepted category)"
+    )
+    print(
+        f"  sent to review       : {len(review)} (budget {settings.review_budget_per_window} "
+        f"per {settings.review_window_s:.0f} s)"
+    )
+    print(f"  dead letters         : {len(dead)}")
+    print(f"  throughput           : {throughput:.1f} products/s, publish to prediction")
+    print("  a few predictions:")
+    for pid, prediction in list(predictions.items())[:5]:
+        top = prediction["top_category"] if prediction else None
+        path = top["path"] if top else "(none)"
+        print(f"    {pid:10s} {prediction['confidence']:.2f}  {path}")
+    if accepted:
+        _similar(api, accepted[0]["product_id"])
+
+
+def _similar(api: str, product_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        answer = _get(f"{api}/products/{product_id}/similar?k=5&level=1")
+        if answer is not None and answer.get("similar") is not None:
+            print(
+                f"  similar to {product_id} (same level-1 category): GET {api}/products/"
+                f"{product_id}/similar?k=5&level=1"
+            )
+            for item in answer["similar"][:5]:
+                print(f"    {item['product_id']:10s} {item['score']:.3f}")
+            return
+        time.sleep(3)
+    print(f"  similar products of {product_id} not available yet (the Milvus sink is catching up)")
+
+
+def _latest(records: list[Any]) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+    for record in records:
+        if record.key is not None:
+            latest[record.key] = record.value
+    return latest
+
+
+def _get(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except (OSError, ValueError):
+        return None

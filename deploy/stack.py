@@ -161,6 +161,7 @@ class Stack:
     def down(self) -> list[str]:
         """Stop every service this stack started; returns their names."""
         with self._locked():
+            self._stop_demo_worker()
             state = load_state(self.state_file)
             if state is None:
                 remove(self.env_file)
@@ -170,6 +171,18 @@ class Stack:
             remove(self.env_file, self.state_file)
             log.info("stack_down", home=str(self.home), services=names)
             return names
+
+    def _stop_demo_worker(self) -> None:
+        """The worker ``catstream demo`` leaves running depends on the stack: stop it first."""
+        pid_file = self.home / "demo-worker.pid"
+        if not pid_file.exists():
+            return
+        try:
+            os.killpg(int(pid_file.read_text().strip()), signal.SIGTERM)
+            log.info("demo_worker_stopped")
+        except (ProcessLookupError, ValueError, PermissionError):
+            pass
+        remove(pid_file)
 
     def status(self) -> list[ServiceStatus]:
         state = load_state(self.state_file) or StackState()

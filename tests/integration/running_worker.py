@@ -6,22 +6,18 @@ SIGKILL it mid-stream; its log goes to a file that is printed when a test fails.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
-
-from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
+from streams.topic_records import Record, read_topic
+
+__all__ = ["Record", "WorkerProcess", "read_topic", "wait_until"]
 
 
 class WorkerProcess:
@@ -61,54 +57,6 @@ class WorkerProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@dataclass(frozen=True)
-class Record:
-    key: str | None
-    value: Any
-    partition: int
-    offset: int
-
-
-def read_topic(settings: Settings, key: str, idle_s: float = 3.0) -> list[Record]:
-    """Every record of a product topic, from the beginning, decoded from JSON."""
-    consumer = Consumer(
-        librdkafka_config(
-            settings,
-            **{
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            },
-        )
-    )
-    consumer.subscribe([settings.topic(key)])
-    records: list[Record] = []
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() - idle_since < idle_s:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(error))
-                continue
-            idle_since = time.monotonic()
-            raw, message_key = message.value(), message.key()
-            records.append(
-                Record(
-                    key=message_key.decode() if message_key is not None else None,
-                    value=json.loads(raw) if raw is not None else None,
-                    partition=message.partition() or 0,
-                    offset=message.offset() or 0,
-                )
-            )
-    finally:
-        consumer.close()
-    return records
 
 
 def wait_until(

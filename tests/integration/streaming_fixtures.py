@@ -7,19 +7,14 @@ train`` command on generated ground truth and loaded into the session's Triton.
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Producer
-
-from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
 from feeds.generator import GenerateOptions, generate_feed
-from tests.integration.running_worker import read_topic
+from streams.topic_records import publish_json, read_topic
 
 SENTINELS = [f"sentinel-{i}" for i in range(32)]  # enough keys to land on every partition
 
@@ -63,16 +58,6 @@ def write_feed(
     )
     with path.open("wb") as out:
         generate_feed(options, out)
-
-
-def publish_json(
-    settings: Settings, events: Iterable[tuple[str, dict[str, object] | None]]
-) -> None:
-    producer = Producer(librdkafka_config(settings))
-    for key, value in events:
-        payload = json.dumps(value).encode() if value is not None else None
-        producer.produce(settings.topic("raw"), key=key.encode(), value=payload)
-    producer.flush(30)
 
 
 def publish_sentinels(settings: Settings) -> None:

@@ -26,11 +26,11 @@ from catstream.settings import Settings
 from deploy.demo_images import ImageServer
 from deploy.stack import Stack
 from feeds.publisher import publish_feed
+from streams.topic_records import publish_json
 from streams.topics import create_topics
 from tests.conftest import RunningStack
 from tests.integration.running_worker import Record, WorkerProcess, read_topic, wait_until
 from tests.integration.streaming_fixtures import (
-    publish_json,
     publish_sentinels,
     sentinels_through,
     train_categoriser,
