@@ -434,6 +434,30 @@ TITLES: dict[str, list[str]] = {
     ],
 }
 
+# The legacy keyword rules a retailer would have written for this tree (the rule baseline).
+RULES = """\
+version: 1
+rules:
+  - {category: Fashion > Women > Dresses, title: [dress, gown, sundress, kaftan]}
+  - {category: Fashion > Women > Tops & Blouses, title: [blouse, top, cami, camisole, tunic]}
+  - {category: Fashion > Men > T-Shirts, title: [t-shirt, tshirt, tee], not_title: [dress]}
+  - {category: Fashion > Men > Jeans, title: [jeans, jean, denim], not_title: [dress, shirt]}
+  - {category: Fashion > Shoes > Sneakers, title: [sneaker, trainer, running shoe]}
+  - {category: Fashion > Shoes > Boots, title: [boot, booties, wellies, wellington]}
+  - {category: Fashion > Accessories > Handbags, title: [handbag, tote, crossbody, clutch, purse]}
+  - {category: Electronics > Phones > Smartphones, title: [smartphone, iphone, galaxy, pixel],
+     not_title: [case, cover]}
+  - {category: Electronics > Phones > Phone Cases, title: [case, phone cover]}
+  - {category: Electronics > Audio > Headphones, title: [headphones, earbuds, headset, airpods]}
+  - {category: Electronics > Audio > Bluetooth Speakers, title: [speaker]}
+  - {category: Electronics > Computers > Laptops, title: [laptop, notebook, macbook, chromebook]}
+  - {category: Electronics > Computers > Keyboards & Mice, title: [keyboard, mouse]}
+  - {category: Home & Kitchen > Kitchen > Cookware, title: [pan, pot, saucepan, skillet, wok]}
+  - {category: Home & Kitchen > Kitchen > Coffee Makers, title: [coffee, espresso, french press]}
+  - {category: Home & Kitchen > Bedding > Duvet Covers, title: [duvet, bedding, quilt cover]}
+  - {category: Home & Kitchen > Lighting > Lamps, title: [lamp, light]}
+"""
+
 _COLOURS = ["Black", "White", "Navy", "Grey", "Red", "Blue", "Green", "Beige", "Pink", "Brown"]
 _SIZES = ["S", "M", "L", "XL", "UK 8", "UK 10", "EU 42", "Size 9", "One Size", "32W"]
 _ABBREVIATIONS = [
@@ -566,6 +590,7 @@ def main() -> None:
     rows = make_catalogue(args.per_leaf, args.seed)
     train, test = stratified_halves(rows, 0.7, args.seed, args.by_base)
     (args.out / "taxonomy.txt").write_text(TAXONOMY)
+    (args.out / "rules.yaml").write_text(RULES)
     write_jsonl(args.out / "catalogue.jsonl", rows)
     write_jsonl(args.out / "train.jsonl", train)
     write_jsonl(args.out / "test.jsonl", test)

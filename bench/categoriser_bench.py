@@ -1,0 +1,98 @@
+"""Triton ``categoriser`` throughput (products/s) for batch sizes 1, 32 and 256, text only
+and with image embeddings, against the Triton in the current settings.
+
+    CATSTREAM_TRITON_GRPC_URL=... CATSTREAM_MODEL_REPOSITORY=... \\
+        .venv/bin/python -m bench.categoriser_bench [--seconds 20] [--json out.json]
+
+Titles come from the retail stand-in catalogue; "with images" sends L2-normalised
+1280-d embeddings with mask 1 (the categoriser's own cost; fetching and encoding
+images is the image_encoder's, benchmarked separately). Requests are sequential
+(one in flight), so products/s = batch size / latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.retail_standin import make_catalogue
+from catstream.settings import load_settings
+from schemas.events import NormalisedProduct
+from streams.triton_client import TritonClient
+from triton_models.categoriser.client import categorise
+from triton_models.categoriser.metadata import load_metadata
+
+BATCH_SIZES = (1, 32, 256)
+
+
+async def measure(
+    client: TritonClient,
+    products: list[NormalisedProduct],
+    metadata: Any,
+    batch: int,
+    images: bool,
+    seconds: float,
+) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    vectors = None
+    if images:
+        vectors = rng.normal(size=(batch, 1280)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await categorise(client, products[:batch], vectors, metadata)  # warm-up
+    done, requests, latencies = 0, 0, []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or requests < 3:
+        offset = (requests * batch) % max(1, len(products) - batch)
+        t0 = time.perf_counter()
+        await categorise(client, products[offset : offset + batch], vectors, metadata)
+        latencies.append(time.perf_counter() - t0)
+        done += batch
+        requests += 1
+    elapsed = time.perf_counter() - started
+    return {
+        "batch": batch,
+        "images": images,
+        "products_per_s": round(done / elapsed, 1),
+        "p50_ms": round(1000 * float(np.median(latencies)), 1),
+        "requests": requests,
+    }
+
+
+async def main_async(seconds: float) -> list[dict[str, float]]:
+    settings = load_settings()
+    metadata = load_metadata(settings.model_repository)
+    rows = make_catalogue(per_leaf=40, seed=11)
+    products = [
+        NormalisedProduct(product_id=str(r["product_id"]), title=str(r["title"])) for r in rows
+    ]
+    client = TritonClient.from_settings(settings)
+    results = []
+    try:
+        for images in (False, True):
+            for batch in BATCH_SIZES:
+                result = await measure(client, products, metadata, batch, images, seconds)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+    finally:
+        await client.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per configuration")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args.seconds))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
