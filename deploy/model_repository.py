@@ -17,12 +17,19 @@ from pathlib import Path
 from catstream.settings import MODEL_REPOSITORY_SOURCE
 
 _POLICY = re.compile(r"^version_policy\s*:.*$", re.MULTILINE)
+MARKER = ".catstream-working-copy"
 
 
 def sync_model_repository(target: Path, source: Path = MODEL_REPOSITORY_SOURCE) -> Path:
-    """Copy ``source`` over ``target``, keeping ``target``'s trained versions and policies."""
-    if target.resolve() == source.resolve():
-        return target  # serving the source tree itself (an explicit choice): nothing to copy
+    """Copy ``source`` over ``target``, keeping ``target``'s trained versions and policies.
+
+    Only a working copy this function made (or a path that does not exist yet) is
+    touched: a repository someone points the stack at on purpose is served as it is.
+    """
+    if target.exists() and not (target / MARKER).exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    (target / MARKER).write_text("made by catstream from triton_models/repository\n")
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         destination = target / relative

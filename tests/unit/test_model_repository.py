@@ -49,6 +49,9 @@ def test_resync_updates_code_but_keeps_versions_and_policy(tmp_path: Path) -> No
     assert (target / "categoriser" / "4" / "network.pt").read_bytes() == b"weights"
 
 
-def test_serving_the_source_itself_copies_nothing(tmp_path: Path) -> None:
+def test_a_repository_chosen_on_purpose_is_served_as_it_is(tmp_path: Path) -> None:
     source = _source(tmp_path / "src")
-    assert sync_model_repository(source, source) == source
+    chosen = tmp_path / "production"
+    (chosen / "only_model").mkdir(parents=True)
+    assert sync_model_repository(chosen, source) == chosen
+    assert sorted(p.name for p in chosen.iterdir()) == ["only_model"]
