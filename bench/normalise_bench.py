@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from catstream.errors import InvalidMessage
 from catstream.kafka_config import librdkafka_config
@@ -301,25 +301,29 @@ class TimedRecord:
     value: bytes | None
 
 
-def read_all(
-    settings: Settings, topic_key: str, expected: int, idle_s: float = 5.0
-) -> list[TimedRecord]:
-    """Every record of a topic from the beginning, with its message timestamp."""
+def read_all(settings: Settings, topic_key: str, timeout_s: float = 300.0) -> list[TimedRecord]:
+    """Every record of a topic, from the beginning up to its end when called.
+
+    Partitions are assigned (no group join) and read up to the high watermarks
+    taken at the start, so the result is exact and nothing waits for idleness.
+    """
+    topic = settings.topic(topic_key)
     consumer = _consumer(settings)
-    consumer.subscribe([settings.topic(topic_key)])
+    ends: dict[int, int] = {}
+    starts = []
+    for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+        if high > low:
+            ends[partition] = high
+            starts.append(TopicPartition(topic, partition, low))
+    consumer.assign(starts)
     records: list[TimedRecord] = []
-    idle_since = time.monotonic()
+    deadline = time.monotonic() + timeout_s
     try:
-        while len(records) < expected or time.monotonic() - idle_since < 0.5:
-            if time.monotonic() - idle_since > idle_s:
-                break
+        while ends and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic_key}: {error}")
+                if message.error() is not None:
                     continue
-                idle_since = time.monotonic()
                 key = message.key()
                 records.append(
                     TimedRecord(
@@ -328,8 +332,12 @@ def read_all(
                         value=message.value(),
                     )
                 )
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
     finally:
         consumer.close()
+    if ends:
+        raise RuntimeError(f"could not read {topic} to its end in {timeout_s:.0f}s; is Kafka up?")
     return records
 
 
@@ -567,8 +575,8 @@ def normalise_through_broker(
             f"only {got} of {expected} events came out of the normaliser in 30 min; "
             f"read {workdir / 'normalise-worker.log'}"
         )
-    normalised = read_all(settings, "normalised", expected)
-    dead = read_all(settings, "deadletter", 0, idle_s=2.0)
+    normalised = read_all(settings, "normalised")
+    dead = read_all(settings, "deadletter")
     stamps = [r.timestamp_ms / 1000 for r in normalised + dead]
     first, last = min(stamps), max(stamps)
     events = len(stamps)

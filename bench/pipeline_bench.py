@@ -348,7 +348,7 @@ def ensure_categoriser(settings: Settings, workdir: Path, products: int = 800) -
 def normalised_products(settings: Settings, ids: set[str]) -> list[NormalisedProduct]:
     """The latest normalised event of each of ``ids`` (as the worker published it)."""
     latest: dict[str, NormalisedProduct] = {}
-    for record in read_all(settings, "normalised", len(ids)):
+    for record in read_all(settings, "normalised"):
         if record.key in ids and record.value is not None:
             product = NormalisedProduct.model_validate_json(record.value)
             if product.op != "delete":
@@ -642,11 +642,11 @@ def measure_latency(
     finally:
         watch.close()
     sent: dict[str, int] = {}
-    for record in read_all(settings, "raw", 0, idle_s=2.0):
+    for record in read_all(settings, "raw"):
         if record.key in ids:
             sent.setdefault(record.key, record.timestamp_ms)  # each product's first event
     predicted: dict[str, int] = {}
-    for record in read_all(settings, "predictions", 0, idle_s=2.0):
+    for record in read_all(settings, "predictions"):
         if record.key in sent and record.key not in predicted and record.value is not None:
             predicted[record.key] = record.timestamp_ms
     latencies = sorted(float(predicted[k] - sent[k]) for k in predicted)
