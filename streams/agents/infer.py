@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 import faust
@@ -37,6 +37,9 @@ from streams.review import ReviewRouter
 from streams.triton_client import TritonClient
 
 log = get_logger(__name__, stage=STAGE)
+
+# A started batch: its inference task, the events to ack, and the changed product ids.
+_Pending = tuple[asyncio.Task[BatchOutputs], list[Any], list[str]]
 
 
 class InferAgent:
@@ -74,18 +77,28 @@ class InferAgent:
     async def consume(self, stream: Any) -> None:
         self.step = self.step or self._build_step()
         self.stream = stream
-        pending: deque[tuple[asyncio.Task[BatchOutputs], list[Any], list[str]]] = deque()
+        # Batches are started here and finished (published, acked) by a separate task in
+        # the order they were taken. The queue bound is the back-pressure: when it is
+        # full the take loop waits, so the consumer stops pulling while Triton is slow.
+        pending: asyncio.Queue[_Pending] = asyncio.Queue(
+            maxsize=max(1, self.settings.max_batches_in_flight - 1)
+        )
+        finisher = asyncio.ensure_future(self._finish_in_order(pending))
         within = self.settings.batch_max_wait_ms / 1000
-        async for events in stream.noack_take(self.settings.batch_max_products, within=within):
-            batch, admitted = await self._admit(list(events))
-            if admitted:
-                pending.append(self._start(batch, admitted))
-            while pending and (
-                len(pending) >= self.settings.max_batches_in_flight or pending[0][0].done()
-            ):
-                await self._finish(*pending.popleft())
-        while pending:
-            await self._finish(*pending.popleft())
+        try:
+            async for events in stream.noack_take(self.settings.batch_max_products, within=within):
+                if finisher.done():
+                    finisher.result()  # re-raise what stopped it: never hang silently
+                batch, admitted = await self._admit(list(events))
+                if admitted:
+                    await pending.put(self._start(batch, admitted))
+        finally:
+            finisher.cancel()
+
+    async def _finish_in_order(self, pending: asyncio.Queue[_Pending]) -> None:
+        while True:
+            task, events, changed = await pending.get()
+            await self._finish(task, events, changed)
 
     async def _admit(self, events: list[Any]) -> tuple[list[NormalisedProduct], list[Any]]:
         """Decode the events that are next in their partition; dead-letter undecodable ones."""
@@ -102,9 +115,7 @@ class InferAgent:
                 await self._dead_letter_message(message, exc)
         return products, admitted
 
-    def _start(
-        self, products: list[NormalisedProduct], events: list[Any]
-    ) -> tuple[asyncio.Task[BatchOutputs], list[Any], list[str]]:
+    def _start(self, products: list[NormalisedProduct], events: list[Any]) -> _Pending:
         # An unchanged product whose changed version is still in flight has no usable
         # last prediction yet: infer it rather than carry forward a stale one.
         for product in products:
