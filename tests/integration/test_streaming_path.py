@@ -181,7 +181,7 @@ def test_restarts_lose_nothing_and_duplicate_nothing_in_the_stores(
     create_topics(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log", "--sinks").start()
     try:
-        _run_feed(settings, tmp_path, images, 1200, seed=9)
+        _run_feed(settings, tmp_path, images, 600, seed=9)
         for _ in range(3 if sig == signal.SIGTERM else 1):
             time.sleep(8)
             worker.stop(sig)
@@ -202,7 +202,7 @@ def test_triton_outage_delays_but_loses_nothing(
     health_url = f"http://127.0.0.1:{settings.worker_web_port}/health"
     try:
         wait_until(lambda: _health(health_url) == "ready", 120, "the worker's API to be ready")
-        _run_feed(settings, tmp_path, images, 600, seed=13)
+        _run_feed(settings, tmp_path, images, 400, seed=13)
         stack.stop_service("triton")
         try:
             wait_until(lambda: _health(health_url) == "degraded", 60, "health to say degraded")
