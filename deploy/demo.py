@@ -190,23 +190,24 @@ def _stream(settings: Settings, feed: Path) -> float:
     started = time.perf_counter()
     report = publish_feed(feed, "generic", settings, progress=False)
     print(f"  published {report.sent} events ({report.skipped} unparsable rows skipped)")
-    _publish_sentinel(settings)
+    sentinels = _publish_sentinels(settings)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         keys = {r.key for r in read_topic(settings, "predictions", idle_s=1.5)}
         print(f"  {len(keys)} products categorised so far ...", flush=True)
-        if SENTINEL in keys:
+        if keys.issuperset(sentinels):
             elapsed = time.perf_counter() - started
             return report.sent / elapsed
         time.sleep(5)
     raise DemoError(f"predictions did not arrive within 15 minutes; see {_worker_log(settings)}")
 
 
-def _publish_sentinel(settings: Settings) -> None:
-    # Every partition sees a sentinel after the feed, so its prediction means "all done".
-    publish_json(settings, [(f"{SENTINEL}-{i}", {"product_id": f"{SENTINEL}-{i}",
-                                                 "title": "end of the demo feed"})
-                            for i in range(32)])  # fmt: skip
+def _publish_sentinels(settings: Settings) -> set[str]:
+    """Products published after the feed on every partition: their predictions mean "done"."""
+    run = f"{SENTINEL}-{int(time.time())}"
+    keys = {f"{run}-{i}" for i in range(32)}
+    publish_json(settings, [(k, {"product_id": k, "title": "end of the demo feed"}) for k in keys])
+    return keys
 
 
 def _summary(settings: Settings, throughput: float, api: str) -> None:
