@@ -64,8 +64,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             feed = _generate(settings, work, args, images.base_url)
             _bootstrap_model(settings, work, args)
             api = _start_worker(settings)
+            since_ms = int(time.time() * 1000)
             throughput = _stream(settings, feed)
-            _summary(settings, throughput, api)
+            _summary(settings, throughput, api, since_ms)
     except (DemoError, StackError) as exc:
         print(f"\ncatstream demo failed: {exc}", file=sys.stderr)
         return 1
@@ -210,13 +211,17 @@ def _publish_sentinels(settings: Settings) -> set[str]:
     return keys
 
 
-def _summary(settings: Settings, throughput: float, api: str) -> None:
+def _summary(settings: Settings, throughput: float, api: str, since_ms: int) -> None:
+    """What this run produced (the topics may hold earlier demo runs too)."""
     section("7. summary")
-    predictions = _latest(read_topic(settings, "predictions", idle_s=2))
-    predictions = {k: v for k, v in predictions.items() if not k.startswith(SENTINEL)}
-    accepted = [p for p in predictions.values() if p and p["categories"]]
-    review = read_topic(settings, "review", idle_s=2)
-    dead = read_topic(settings, "deadletter", idle_s=2)
+    predictions = {
+        k: v
+        for k, v in _latest(read_topic(settings, "predictions", idle_s=2)).items()
+        if v and v["predicted_at"] >= since_ms and not k.startswith(SENTINEL)
+    }
+    accepted = [p for p in predictions.values() if p["categories"]]
+    review = [r for r in read_topic(settings, "review", 2) if r.value["created_at"] >= since_ms]
+    dead = [d for d in read_topic(settings, "deadletter", 2) if d.value["timestamp"] >= since_ms]
     print(
         f"  products categorised : {len(predictions)} ({len(accepted)} with an accepted category)"
     )
@@ -228,7 +233,7 @@ def _summary(settings: Settings, throughput: float, api: str) -> None:
     print(f"  throughput           : {throughput:.1f} products/s, publish to prediction")
     print("  a few predictions:")
     for pid, prediction in list(predictions.items())[:5]:
-        top = prediction["top_category"] if prediction else None
+        top = prediction["top_category"]
         path = top["path"] if top else "(none)"
         print(f"    {pid:10s} {prediction['confidence']:.2f}  {path}")
     if accepted:
