@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from catstream.taxonomy import Taxonomy
-from schemas.events import CategoryScore, NormalisedProduct
+from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from streams.image_embedding import ImageEmbeddings
 from streams.triton_client import TritonClient
 from triton_models.categoriser.metadata import ModelMetadata
@@ -116,3 +116,46 @@ def candidates(
         for cid, score in zip(result.top_ids, result.top_scores, strict=True)
         if cid >= 0
     ]
+
+
+def top_category(
+    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised
+) -> CategoryScore | None:
+    """The deepest accepted category; without one, the best leaf candidate.
+
+    The fallback still places the product for similarity search and review; the
+    prediction accepts no category (``categories`` stays empty).
+    """
+    path = accepted_path(taxonomy, metadata, result)
+    if path:
+        return path[-1]
+    if result.top_ids and result.top_ids[0] >= 0:
+        return category_score(taxonomy, metadata, result, result.top_ids[0])
+    return None
+
+
+def build_prediction(
+    product: NormalisedProduct,
+    result: Categorised,
+    metadata: ModelMetadata,
+    taxonomy: Taxonomy,
+    *,
+    model_name: str,
+    uncertainty: float,
+    needs_review: bool,
+    image_failed: bool = False,
+) -> Prediction:
+    """The ``products.predictions`` event for one categorised product."""
+    return Prediction(
+        product_id=product.product_id,
+        model_name=model_name,
+        model_version=str(metadata.version),
+        categories=accepted_path(taxonomy, metadata, result),
+        top_category=top_category(taxonomy, metadata, result),
+        confidence=min(1.0, max(0.0, result.confidence)),
+        uncertainty=uncertainty,
+        needs_review=needs_review,
+        fingerprint=product.fingerprint,
+        updated_at=product.updated_at,
+        image_failed=image_failed,
+    )

@@ -33,7 +33,7 @@ from catstream.metrics import BATCH_SIZE, DEGRADED, EVENTS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
-from streams.categorisation import Categorised, accepted_path, candidates, categorise
+from streams.categorisation import Categorised, build_prediction, candidates, categorise
 from streams.image_embedding import ImageEmbedder, ImageEmbeddings
 from streams.model_state import ModelState
 from streams.review import (
@@ -222,20 +222,14 @@ class InferenceStep:
         review_by_id: dict[str, ReviewItem],
         out: BatchOutputs,
     ) -> None:
-        path = accepted_path(self.taxonomy, metadata, result)
         product_uncertainty = self._uncertainty(result)
-        # Without an accepted category, the best candidate still places the product
-        # for similarity search; the prediction says it needs review.
-        best = candidates(self.taxonomy, metadata, result)
-        top = path[-1] if path else (best[0] if best else None)
         review = review_by_id.get(product.product_id)
-        prediction = Prediction(
-            product_id=product.product_id,
+        prediction = build_prediction(
+            product,
+            result,
+            metadata,
+            self.taxonomy,
             model_name=self.settings.categoriser_model,
-            model_version=str(metadata.version),
-            categories=path,
-            top_category=top,
-            confidence=min(1.0, max(0.0, result.confidence)),
             uncertainty=product_uncertainty,
             needs_review=needs_review(
                 self.settings.review_measure,
@@ -243,10 +237,9 @@ class InferenceStep:
                 self.review_threshold,
                 accepted=result.predicted_id is not None,
             ),
-            fingerprint=product.fingerprint,
-            updated_at=product.updated_at,
             image_failed=images.failed[row],
         )
+        top = prediction.top_category
         top_ids = self.taxonomy.ancestors_and_self(top.id) if top else ()
         embedding = ProductEmbedding(
             product_id=product.product_id,

@@ -16,8 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from catstream.taxonomy import Taxonomy
-from schemas.events import CategoryScore, NormalisedProduct, Prediction
-from streams.categorisation import Categorised, accepted_path, category_score
+from schemas.events import NormalisedProduct, Prediction
+from streams.categorisation import Categorised, build_prediction
 from streams.categorisation import categorise as categorise_batch
 from streams.image_embedding import IMAGE_DIM, ImageEmbeddings
 from streams.triton_client import TritonClient
@@ -65,23 +65,15 @@ def to_prediction(
     model_name: str = MODEL_NAME,
     image_failed: bool = False,
 ) -> Prediction:
-    categories = accepted_path(taxonomy, metadata, output)
-    top: CategoryScore | None = categories[-1] if categories else None
-    if top is None and output.top_ids and output.top_ids[0] >= 0:
-        # Nothing passed its threshold: report the best leaf as top_category, but
-        # accept no category (categories stays empty).
-        top = category_score(taxonomy, metadata, output, output.top_ids[0])
+    """The prediction event, as the stream builds it, with a margin-based uncertainty."""
     review = needs_review(product, output) if callable(needs_review) else needs_review
-    return Prediction(
-        product_id=product.product_id,
+    return build_prediction(
+        product,
+        output,
+        metadata,
+        taxonomy,
         model_name=model_name,
-        model_version=str(metadata.version),
-        categories=categories,
-        top_category=top,
-        confidence=float(min(1.0, max(0.0, output.confidence))),
         uncertainty=margin_uncertainty(output),
         needs_review=review,
-        fingerprint=product.fingerprint,
-        updated_at=product.updated_at,
         image_failed=image_failed,
     )
