@@ -332,8 +332,9 @@ def read_all(settings: Settings, topic_key: str, timeout_s: float = 300.0) -> li
                         value=message.value(),
                     )
                 )
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
+                partition, offset = message.partition() or 0, message.offset() or 0
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
     finally:
         consumer.close()
     if ends:

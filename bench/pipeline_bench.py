@@ -239,7 +239,6 @@ class PredictionWatch:
         self.consumer.assign(assigned)
         self.seen: set[str] = set()
         self.last_ms = 0
-        self.progress_at = time.monotonic()
 
     def poll(self) -> None:
         while batch := self.consumer.consume(1000, 0.05):
@@ -248,39 +247,9 @@ class PredictionWatch:
                 if message.error() is None and key is not None and message.value() is not None:
                     self.seen.add(key.decode())
                     self.last_ms = max(self.last_ms, message.timestamp()[1])
-                    self.progress_at = time.monotonic()
 
     def close(self) -> None:
         self.consumer.close()
-
-
-class TailNudge:
-    """Deletes of products that never existed, sent when the stream has gone quiet.
-
-    The inference agent publishes a finished micro-batch only when the next batch
-    arrives (faust's take() yields nothing on an idle stream), so the last batch of
-    a feed waits for the next event. A live feed is never idle; this plays that
-    part: a no-op delete after ``quiet_s`` without a new prediction.
-    """
-
-    def __init__(self, settings: Settings, quiet_s: float) -> None:
-        self.topic = settings.topic("raw")
-        self.producer = Producer(librdkafka_config(settings, **{"linger.ms": 0}))
-        self.quiet_s = quiet_s
-        self.sent = 0
-
-    def maybe_send(self, watch: PredictionWatch) -> None:
-        if time.monotonic() - watch.progress_at < self.quiet_s:
-            return
-        key = f"bench-nudge-{time.time_ns()}"
-        value = json.dumps({"product_id": key, "op": "delete"}).encode()
-        self.producer.produce(self.topic, key=key.encode(), value=value)
-        self.producer.flush(10)
-        self.sent += 1
-        watch.progress_at = time.monotonic()
-
-    def close(self) -> None:
-        self.producer.flush(10)
 
 
 def wait_all_acknowledged(
@@ -290,25 +259,23 @@ def wait_all_acknowledged(
     products: set[str],
     stored: int,
     timeout_s: float,
-    quiet_s: float = 1.0,
 ) -> float:
     """perf_counter time when every product is predicted, the sinks have committed all
     they were sent, and Milvus and Elasticsearch both hold ``stored`` products."""
-    stores, nudge = Stores(settings), TailNudge(settings, quiet_s)
+    stores = Stores(settings)
     deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            worker.check_alive()
-            now = time.perf_counter()
-            watch.poll()
-            if products <= watch.seen:
-                if sink_lag(settings) == 0 and stores.counts() == (stored, stored):
-                    return now
-            else:
-                nudge.maybe_send(watch)
-            time.sleep(0.2)
-    finally:
-        nudge.close()
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        now = time.perf_counter()
+        watch.poll()
+        # Cheapest check first: the sink and store queries only once all are predicted.
+        if (
+            products <= watch.seen
+            and sink_lag(settings) == 0
+            and stores.counts() == (stored, stored)
+        ):
+            return now
+        time.sleep(0.2)
     rows, documents = stores.counts()
     raise RuntimeError(
         f"after {timeout_s:.0f}s {len(products & watch.seen)} of {len(products)} products "
@@ -638,7 +605,7 @@ def measure_latency(
     watch = PredictionWatch(settings)
     publish_events(settings, events, rate=rate)
     try:
-        wait_all_acknowledged(settings, worker, watch, ids, stored, 600, quiet_s=0.3)
+        wait_all_acknowledged(settings, worker, watch, ids, stored, 600)
     finally:
         watch.close()
     sent: dict[str, int] = {}
