@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from catstream.settings import PROJECT_ROOT, Settings, get_settings, load_settings
+from catstream.taxonomy import load_taxonomy
 from deploy.demo_checks import DemoError, embed_titles, round_trip, section
 from deploy.demo_images import ImageServer
 from deploy.stack import Stack, StackError
@@ -38,6 +39,17 @@ from feeds.publisher import publish_feed
 from streams.topic_records import publish_json, read_topic
 from streams.topics import create_topics
 
+# The demo's shop sells from these branches of the Google taxonomy (about 80 leaf
+# categories), so a few hundred labelled products cover what the feed contains.
+DEMO_BRANCHES = (
+    "Apparel & Accessories > Shoes",
+    "Apparel & Accessories > Handbags, Wallets & Cases",
+    "Home & Garden > Kitchen & Dining > Cookware & Bakeware",
+    "Electronics > Audio > Audio Components",
+    "Furniture > Chairs",
+    "Toys & Games > Toys > Play Vehicles",
+)
+LABELLED, RULE_LABELLED = 800, 800
 STARTER_RULES = PROJECT_ROOT / "triton_models" / "categoriser" / "rules" / "google_starter.yaml"
 SENTINEL = "demo-sentinel"
 
@@ -61,8 +73,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with ImageServer() as images:
             work = settings.home / "demo"
             work.mkdir(parents=True, exist_ok=True)
-            feed = _generate(settings, work, args, images.base_url)
-            _bootstrap_model(settings, work, args)
+            shop = _shop_taxonomy(settings, work)
+            feed = _generate(shop, work, args, images.base_url)
+            _bootstrap_model(settings, shop, work, args)
             api = _start_worker(settings)
             since_ms = int(time.time() * 1000)
             throughput = _stream(settings, feed)
@@ -90,7 +103,20 @@ def _stack_up(settings: Settings) -> Settings:
     return load_settings(home=stack.home, image_allow_private=True)
 
 
-def _generate(settings: Settings, work: Path, args: argparse.Namespace, images: str) -> Path:
+def _shop_taxonomy(settings: Settings, work: Path) -> Path:
+    """The demo branches of the taxonomy, with Google's ids, as a taxonomy file."""
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    chosen: set[int] = set()
+    for branch in DEMO_BRANCHES:
+        root = taxonomy.by_path(branch)
+        chosen.update(taxonomy.ancestors_and_self(root), taxonomy.descendants(root))
+    path = work / "shop-taxonomy.txt"
+    lines = [f"{cid} - {taxonomy.path_str(cid)}" for cid in sorted(chosen)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _generate(shop: Path, work: Path, args: argparse.Namespace, images: str) -> Path:
     section("3. a messy affiliate feed")
     feed = work / "feed.jsonl"
     options = GenerateOptions(
@@ -100,7 +126,7 @@ def _generate(settings: Settings, work: Path, args: argparse.Namespace, images: 
         fmt="jsonl",
         corrupt_fraction=0.05,
         image_base_url=images,
-        taxonomy_path=settings.taxonomy_path,
+        taxonomy_path=shop,
     )
     with feed.open("wb") as out:
         report = generate_feed(options, out)
@@ -114,21 +140,23 @@ def _generate(settings: Settings, work: Path, args: argparse.Namespace, images: 
     return feed
 
 
-def _bootstrap_model(settings: Settings, work: Path, args: argparse.Namespace) -> None:
+def _bootstrap_model(settings: Settings, shop: Path, work: Path, args: argparse.Namespace) -> None:
     section("4. bootstrap a categoriser from rules")
     seed_labels, unlabelled = work / "seed-labels.jsonl", work / "unlabelled.jsonl"
     truth = io.StringIO()
     options = GenerateOptions(
-        products=1500, network="generic", seed=args.seed + 1, fmt="jsonl",
-        duplicate_fraction=0.0, update_fraction=0.0, taxonomy_path=settings.taxonomy_path,
+        products=LABELLED + RULE_LABELLED, network="generic", seed=args.seed + 1, fmt="jsonl",
+        duplicate_fraction=0.0, update_fraction=0.0, taxonomy_path=shop,
     )  # fmt: skip
     generate_feed(options, io.BytesIO(), labels_out=truth)
     rows = [json.loads(line) for line in truth.getvalue().splitlines()]
-    # A few hundred human labels; the starter rules label the rest, as a team would start.
-    seed_labels.write_text("".join(json.dumps(r) + "\n" for r in rows[:300]))
+    # Some human labels; the starter rules label the rest, as a team would start.
+    seed_labels.write_text("".join(json.dumps(r) + "\n" for r in rows[:LABELLED]))
     product_fields = ("product_id", "title", "description", "brand", "raw_category", "image_urls")
     unlabelled.write_text(
-        "".join(json.dumps({k: r[k] for k in product_fields if k in r}) + "\n" for r in rows[300:])
+        "".join(
+            json.dumps({k: r[k] for k in product_fields if k in r}) + "\n" for r in rows[LABELLED:]
+        )
     )
     command = [
         sys.executable, "-m", "catstream.cli", "train", "--quiet",
@@ -136,9 +164,7 @@ def _bootstrap_model(settings: Settings, work: Path, args: argparse.Namespace) -
         "--rules", str(STARTER_RULES), "--unlabelled", str(unlabelled),
         "--epochs", str(args.epochs),
     ]  # fmt: skip
-    print(
-        f"  training on {len(rows[:300])} labelled + {len(rows[300:])} rule-labelled products ..."
-    )
+    print(f"  training on {LABELLED} labelled + {len(rows) - LABELLED} rule-labelled products ...")
     started = time.perf_counter()
     done = subprocess.run(
         command,
