@@ -270,13 +270,13 @@ def _similar(api: str, product_id: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         answer = _get(f"{api}/products/{product_id}/similar?k=5&level=1")
-        if answer is not None and answer.get("similar") is not None:
+        if answer is not None and answer.get("products") is not None:
             print(
                 f"  similar to {product_id} (same level-1 category): GET {api}/products/"
                 f"{product_id}/similar?k=5&level=1"
             )
-            for item in answer["similar"][:5]:
-                print(f"    {item['product_id']:10s} {item['score']:.3f}")
+            for item in answer["products"][:5]:
+                print(f"    {item['product_id']:10s} {item['score']:.3f}  {item['category_path']}")
             return
         time.sleep(3)
     print(f"  similar products of {product_id} not available yet (the Milvus sink is catching up)")
