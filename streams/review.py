@@ -269,9 +269,12 @@ class _RecentlySent:
             return None
         return self.matrix[: min(self.count, self.capacity)]
 
-    def owner_mask(self, product_id: str) -> NDArray[np.bool_]:
-        """True at ring rows that hold an earlier embedding of ``product_id``."""
-        rows = min(self.count, self.capacity)
+    def owner_mask(self, product_id: str, rows: int) -> NDArray[np.bool_]:
+        """True at the first ``rows`` ring rows that hold an embedding of ``product_id``.
+
+        ``rows`` is the ring size the batch's similarities were computed against:
+        items sent earlier in the same batch are not part of that matrix.
+        """
         return np.fromiter((o == product_id for o in self.owners[:rows]), bool, rows)
 
     def record(self, product_id: str, fingerprint: str, vector: NDArray[Any], now: float) -> None:
@@ -403,7 +406,7 @@ class ReviewRouter:
             if previous is None:
                 return True
             # A changed product: its own earlier items do not make it a duplicate.
-            own = self._recent.owner_mask(candidate.product_id)
+            own = self._recent.owner_mask(candidate.product_id, near.to_recent.shape[1])
             if bool((near.to_recent[row][~own] >= near.limit).any()):
                 return True
         return bool(near.within_hit[row][near.sent].any())

@@ -411,3 +411,17 @@ def test_sent_decision_carries_the_router_measure() -> None:
     assert decision.item is not None
     assert decision.item.measure == "entropy"
     assert decision.item.uncertainty == pytest.approx(0.9)
+
+
+def test_a_changed_product_after_other_sends_in_the_same_batch() -> None:
+    # Regression: items sent earlier in a batch grew the ring past the similarity
+    # matrix computed for the batch, and the owner mask no longer matched it.
+    r = router()
+    vector = random_unit(11)
+    assert r.offer(candidate("p", embedding=vector, fingerprint="v1")).outcome == "sent"
+    batch = [
+        candidate("a", 0.99, embedding=random_unit(12)),
+        candidate("b", 0.98, embedding=random_unit(13)),
+        candidate("p", 0.5, embedding=vector, fingerprint="v2"),
+    ]
+    assert [d.outcome for d in r.offer_batch(batch)] == ["sent", "sent", "sent"]
