@@ -36,11 +36,8 @@ import asyncio
 import io
 import json
 import math
-import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -75,6 +72,7 @@ from streams.image_embedding import IMAGE_DIM, MAX_IMAGES_PER_REQUEST, ImageEmbe
 from streams.images import FetchedImage, ImageFetcher
 from streams.topics import create_topics
 from streams.triton_client import TritonClient
+from triton_models.categoriser.generated_training import train_on_generated
 from triton_models.categoriser.metadata import ModelVersionError, served_version
 from workers.elasticsearch_index import elasticsearch_client
 from workers.milvus_collection import connect, count_rows
@@ -291,23 +289,7 @@ def ensure_categoriser(settings: Settings, workdir: Path, products: int = 800) -
         return served_version(settings.model_repository, settings.categoriser_model)
     except ModelVersionError:
         pass
-    labels = workdir / "train-labels.jsonl"
-    with labels.open("w") as truth:
-        options = GenerateOptions(
-            products=products,
-            network="generic",
-            seed=101,
-            fmt="jsonl",
-            duplicate_fraction=0.0,
-            update_fraction=0.0,
-            taxonomy_path=settings.taxonomy_path,
-        )
-        generate_feed(options, io.BytesIO(), labels_out=truth)
-    command = [sys.executable, "-m", "catstream.cli", "train", "--quiet", "--labels", str(labels)]
-    env = {**os.environ, **settings.as_env()}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(f"catstream train failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    train_on_generated(settings, workdir, products, epochs=60)
     return served_version(settings.model_repository, settings.categoriser_model)
 
 

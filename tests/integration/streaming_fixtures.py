@@ -6,42 +6,19 @@ train`` command on generated ground truth and loaded into the session's Triton.
 
 from __future__ import annotations
 
-import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from catstream.settings import Settings
 from feeds.generator import GenerateOptions, generate_feed
 from streams.topic_records import publish_json, read_topic
+from triton_models.categoriser.generated_training import train_on_generated
 
 SENTINELS = [f"sentinel-{i}" for i in range(32)]  # enough keys to land on every partition
 
 
 def train_categoriser(settings: Settings, workdir: Path, products: int = 800) -> None:
     """Train a small categoriser on generated ground truth and load it into Triton."""
-    labels = workdir / "train-labels.jsonl"
-    with labels.open("w") as truth:
-        options = GenerateOptions(
-            products=products,
-            network="generic",
-            seed=101,
-            fmt="jsonl",
-            duplicate_fraction=0.0,
-            update_fraction=0.0,
-            taxonomy_path=settings.taxonomy_path,
-        )
-        generate_feed(options, io.BytesIO(), labels_out=truth)
-    command = [
-        sys.executable, "-m", "catstream.cli", "train",
-        "--taxonomy", str(settings.taxonomy_path),
-        "--labels", str(labels),
-        "--epochs", "8",
-    ]  # fmt: skip
-    env = {**os.environ, **settings.as_env()}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    train_on_generated(settings, workdir, products, epochs=8)
 
 
 def write_feed(
