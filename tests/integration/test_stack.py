@@ -123,9 +123,12 @@ def test_milvus_upsert_and_search(topic_settings: Settings) -> None:
 
 def test_triton_serves_every_versioned_model(stack: Settings) -> None:
     expected = servable_models(stack.model_repository)
-    index = {entry["name"]: entry for entry in repository_index(stack.triton_http_url)}
+    entries = repository_index(stack.triton_http_url)
+    # One entry per model *version*: a retired categoriser version is UNAVAILABLE by design
+    # (tests train and roll back versions), so a model is served when any version is READY.
+    ready = {entry["name"] for entry in entries if entry.get("state") == "READY"}
     for name in expected:
-        assert index.get(name, {}).get("state") == "READY", f"{name} not READY: {index.get(name)}"
+        assert name in ready, f"{name} not READY: {[e for e in entries if e['name'] == name]}"
 
 
 def test_triton_text_encoder_inference(stack: Settings) -> None:
