@@ -201,10 +201,16 @@ def price_text(rng: random.Random, amount: Decimal, locale: str) -> str:
     return f"{_group(integer, ' ')},{cents} kr"  # sv-SE
 
 
+BASE_URL_IMAGE_SHARE = 0.3
+
+
 def image_urls(
     rng: random.Random, product: MadeProduct, base_url: str | None, domain: str
 ) -> list[str]:
     if base_url:
+        # Local image server (demo, tests): like real feeds, only some products have one.
+        if rng.random() >= BASE_URL_IMAGE_SHARE:
+            return []
         urls = [f"{base_url.rstrip('/')}/img/{product.ordinal}.jpg"]
     else:
         count = rng.choice([1, 1, 2, 3])
