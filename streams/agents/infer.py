@@ -118,9 +118,12 @@ class InferAgent:
     def _start(self, products: list[NormalisedProduct], events: list[Any]) -> _Pending:
         # An unchanged product whose changed version is still in flight has no usable
         # last prediction yet: infer it rather than carry forward a stale one.
-        for product in products:
-            if not product.changed and self.in_flight[product.product_id]:
-                product.__dict__["changed"] = True
+        products = [
+            p.model_copy(update={"changed": True})
+            if not p.changed and self.in_flight[p.product_id]
+            else p
+            for p in products
+        ]
         changed = [p.product_id for p in products if p.changed and p.op != "delete"]
         self.in_flight.update(changed)
         assert self.step is not None
