@@ -21,12 +21,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from catstream.settings import Settings, get_settings, load_settings
 from deploy.stack import Stack, UpReport
 
 REUSE_ENV = "CATSTREAM_TEST_STACK_HOME"
+
+# In CI the property tests use a fixed example sequence (a red build must be reproducible);
+# on a developer's machine they keep exploring new examples.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 _INTEGRATION_FIXTURES = {"stack", "local_stack", "topic_settings"}
 
 

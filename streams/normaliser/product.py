@@ -89,7 +89,10 @@ def normalise_product(raw: RawProduct, *, max_chars: int = 5000) -> NormalisedPr
         return NormalisedProduct(product_id=raw.product_id, op="delete", updated_at=updated_at)
     short = min(SHORT_FIELD_CHARS, max_chars)
     raw_category = _text("raw_category", raw.raw_category, min(CATEGORY_CHARS, max_chars), warnings)
-    gender, gender_warnings = canonical_gender(_text("gender", raw.gender, short, warnings))
+    # Gender and size map onto small vocabularies ("female", "One Size", ...): capping their
+    # input below the vocabularies' own words would make normalising twice change the value.
+    gender_text = _text("gender", raw.gender, SHORT_FIELD_CHARS, warnings)
+    gender, gender_warnings = canonical_gender(gender_text)
     warnings.extend(gender_warnings)
     price, currency = _price(raw, warnings)
     image_urls, image_warnings = clean_image_urls(raw.image_urls)
@@ -110,7 +113,7 @@ def normalise_product(raw: RawProduct, *, max_chars: int = 5000) -> NormalisedPr
         raw_category=raw_category,
         category_path=split_category(raw_category),
         gender=gender,
-        size=canonical_size(_text("size", raw.size, short, warnings)),
+        size=canonical_size(_text("size", raw.size, SHORT_FIELD_CHARS, warnings)),
         colour=_text("colour", raw.colour, short, warnings),
         price=price,
         currency=currency,
