@@ -122,11 +122,12 @@ class InferenceStep:
         decisions = self.review.offer_batch(
             [self._review_candidate(product, result, metadata) for product, result in results]
         )
-        review_by_id = {d.product_id: d.item for d in decisions if d.item is not None}
         rows = {id(product): row for row, product in enumerate(products)}
-        for product, result in results:
+        # Decisions are one per candidate, in order: a product that appears twice in a
+        # batch gets its own decision each time (and at most one of them is sent).
+        for (product, result), decision in zip(results, decisions, strict=True):
             self._publish_one(
-                product, result, images, rows[id(product)], metadata, review_by_id, out
+                product, result, images, rows[id(product)], metadata, decision.item, out
             )
 
     async def _metadata(self) -> ModelMetadata:
@@ -219,11 +220,10 @@ class InferenceStep:
         images: ImageEmbeddings,
         row: int,
         metadata: ModelMetadata,
-        review_by_id: dict[str, ReviewItem],
+        review: ReviewItem | None,
         out: BatchOutputs,
     ) -> None:
         product_uncertainty = self._uncertainty(result)
-        review = review_by_id.get(product.product_id)
         prediction = build_prediction(
             product,
             result,
