@@ -2,7 +2,7 @@
 
 We reproduced the reported loss (graceful restarts of the normalise worker lost
 a record or two per partition, at committed+1 or +2, right after start: see
-``tests/integration/test_normalise_restarts.py``) and found three causes:
+``tests/integration/test_normalise_restarts.py``) and found five causes:
 
 0. ``Consumer.getmany`` stops yielding a fetched batch when the consumer
    generation changes mid-batch (a second, quick rebalance is common right
