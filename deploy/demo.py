@@ -36,7 +36,7 @@ from deploy.stack import Stack, StackError
 from deploy.stack_cli import format_table
 from feeds.generator import GenerateOptions, generate_feed
 from feeds.publisher import publish_feed
-from streams.topic_records import publish_json, read_topic
+from streams.topic_records import latest_by_key, publish_json, read_topic
 from streams.topics import create_topics
 
 # The demo's shop sells from these branches of the Google taxonomy (about 80 leaf
@@ -242,7 +242,7 @@ def _summary(settings: Settings, throughput: float, api: str, since_ms: int) -> 
     section("7. summary")
     predictions = {
         k: v
-        for k, v in _latest(read_topic(settings, "predictions", idle_s=2)).items()
+        for k, v in latest_by_key(read_topic(settings, "predictions", idle_s=2)).items()
         if v and v["predicted_at"] >= since_ms and not k.startswith(SENTINEL)
     }
     accepted = [p for p in predictions.values() if p["categories"]]
@@ -280,14 +280,6 @@ def _similar(api: str, product_id: str) -> None:
             return
         time.sleep(3)
     print(f"  similar products of {product_id} not available yet (the Milvus sink is catching up)")
-
-
-def _latest(records: list[Any]) -> dict[str, Any]:
-    latest: dict[str, Any] = {}
-    for record in records:
-        if record.key is not None:
-            latest[record.key] = record.value
-    return latest
 
 
 def _get(url: str) -> Any:

@@ -68,6 +68,15 @@ def read_topic(settings: Settings, key: str, idle_s: float = 3.0) -> list[Record
     return records
 
 
+def latest_by_key(records: list[Record]) -> dict[str, Any]:
+    """Each key's last value (``None`` for a tombstone): a key's records are in offset order."""
+    latest: dict[str, Any] = {}
+    for record in records:
+        if record.key is not None:
+            latest[record.key] = record.value
+    return latest
+
+
 def publish_json(
     settings: Settings, events: Iterable[tuple[str, dict[str, Any] | None]], topic_key: str = "raw"
 ) -> None:

@@ -6,18 +6,24 @@ SIGKILL it mid-stream; its log goes to a file that is printed when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from confluent_kafka import Consumer
+
+from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
 from streams.topic_records import Record, read_topic
 
-__all__ = ["Record", "WorkerProcess", "read_topic", "wait_until"]
+__all__ = ["Record", "WorkerProcess", "dead_letters", "read_topic", "wait_until"]
 
 
 class WorkerProcess:
@@ -68,3 +74,22 @@ def wait_until(
             return
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    """Dead letters read from the beginning until ``expected`` arrived (or 20 s passed)."""
+    consumer = Consumer(
+        librdkafka_config(
+            settings, **{"group.id": f"dl-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        )
+    )
+    consumer.subscribe([settings.topic("deadletter")])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while len(found) < expected and time.monotonic() < deadline:
+        record = consumer.poll(0.5)
+        value = record.value() if record is not None and record.error() is None else None
+        if value:
+            found.append(json.loads(value))
+    consumer.close()
+    return found

@@ -6,7 +6,6 @@ runner consumes them in a thread; the tests then read the index back.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from catstream.metrics import REGISTRY
 from catstream.settings import Settings
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from streams.topics import create_topics
+from tests.integration.running_worker import dead_letters
 from workers.elasticsearch_index import elasticsearch_client, ensure_indices
 from workers.elasticsearch_sink import build_elasticsearch_sink_runner
 from workers.sink_runner import SinkRunner
@@ -138,24 +138,6 @@ def documents(client: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
 def count(client: Elasticsearch, index: str) -> int:
     client.indices.refresh(index=index)
     return int(client.count(index=index)["count"])
-
-
-def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    consumer = Consumer(
-        librdkafka_config(
-            settings, **{"group.id": f"dl-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-        )
-    )
-    consumer.subscribe([settings.topic("deadletter")])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 20
-    while len(found) < expected and time.monotonic() < deadline:
-        record = consumer.poll(0.5)
-        value = record.value() if record is not None and record.error() is None else None
-        if value:
-            found.append(json.loads(value))
-    consumer.close()
-    return found
 
 
 def metric(name: str, **labels: str) -> float:

@@ -26,6 +26,7 @@ from catstream.kafka_config import librdkafka_config
 from catstream.metrics import REGISTRY
 from catstream.settings import Settings
 from streams.topics import create_topics
+from tests.integration.running_worker import dead_letters
 from workers.milvus_collection import (
     IMAGE_DIM,
     TEXT_DIM,
@@ -134,25 +135,6 @@ class RunningSink:
         # Kafka producer, reconnecting after the stack stops) alive until a collection.
         del self.runner
         gc.collect()
-
-
-def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    consumer = Consumer(
-        librdkafka_config(
-            settings,
-            **{"group.id": f"dl-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"},
-        )
-    )
-    consumer.subscribe([settings.topic("deadletter")])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 20
-    while len(found) < expected and time.monotonic() < deadline:
-        record = consumer.poll(0.5)
-        value = record.value() if record is not None and record.error() is None else None
-        if value:
-            found.append(json.loads(value))
-    consumer.close()
-    return found
 
 
 @pytest.fixture

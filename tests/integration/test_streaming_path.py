@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,10 +25,10 @@ from catstream.settings import Settings
 from deploy.demo_images import ImageServer
 from deploy.stack import Stack
 from feeds.publisher import publish_feed
-from streams.topic_records import publish_json
+from streams.topic_records import latest_by_key, publish_json
 from streams.topics import create_topics
 from tests.conftest import RunningStack
-from tests.integration.running_worker import Record, WorkerProcess, read_topic, wait_until
+from tests.integration.running_worker import WorkerProcess, read_topic, wait_until
 from tests.integration.streaming_fixtures import (
     publish_sentinels,
     sentinels_through,
@@ -69,17 +68,9 @@ def images() -> Iterator[ImageServer]:
         yield server
 
 
-def _last_by_key(records: list[Record]) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-    for record in records:  # one key's records are in offset order
-        if record.key is not None:
-            last[record.key] = record.value
-    return last
-
-
 def _current_products(settings: Settings) -> set[str]:
     """Products whose latest normalised event is not a delete."""
-    latest = _last_by_key(read_topic(settings, "normalised", idle_s=2))
+    latest = latest_by_key(read_topic(settings, "normalised", idle_s=2))
     return {pid for pid, event in latest.items() if event and event["op"] != "delete"}
 
 
@@ -118,7 +109,7 @@ def _wait_until_everything_landed(settings: Settings, timeout_s: float = 600) ->
 
 
 def _assert_one_current_prediction_each(settings: Settings, current: set[str]) -> None:
-    latest = _last_by_key(read_topic(settings, "predictions", idle_s=2))
+    latest = latest_by_key(read_topic(settings, "predictions", idle_s=2))
     missing = current - {pid for pid, value in latest.items() if value is not None}
     assert not missing, f"{len(missing)} products have no current prediction: {sorted(missing)[:5]}"
     deleted_but_predicted = {pid for pid, v in latest.items() if v is not None} - current
@@ -161,7 +152,7 @@ def test_feed_flows_to_predictions_milvus_and_elasticsearch(
         assert {r.key for r in review} <= before_deletes
         assert all(len(r.value["candidates"]) <= 5 for r in review)
 
-        embeddings = _last_by_key(read_topic(settings, "embeddings", idle_s=2))
+        embeddings = latest_by_key(read_topic(settings, "embeddings", idle_s=2))
         with_image = [e for e in embeddings.values() if e and e["image_embedding"]]
         assert with_image, "no product got an image embedding from the loopback server"
         health = json.load(
