@@ -24,9 +24,9 @@ import numpy as np
 from bench.retail_standin import make_catalogue
 from catstream.settings import load_settings
 from schemas.events import NormalisedProduct
-from streams.triton_client import TritonClient
 from triton_models.categoriser.client import categorise
 from triton_models.categoriser.metadata import load_metadata
+from triton_models.triton_client import TritonClient
 
 BATCH_SIZES = (1, 32, 256)
 

@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from catstream.settings import load_settings
-from streams.triton_client import TritonClient
 from triton_models.image_encoder import ImageEncoder
 from triton_models.image_encoder.export import export_onnx
+from triton_models.triton_client import TritonClient
 
 
 def product_photos(count: int, size: int = 800, seed: int = 7) -> list[bytes]:

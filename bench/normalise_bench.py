@@ -49,7 +49,7 @@ from catstream.logs import get_logger
 from catstream.settings import PROJECT_ROOT, Settings, load_settings
 from feeds.generator import GenerateOptions, generate_feed
 from feeds.publisher import publish_feed
-from streams.normaliser import fingerprint, normalise_product
+from normaliser import fingerprint, normalise_product
 from streams.raw_decoding import decode_raw_product
 from streams.topics import create_topics
 
@@ -145,7 +145,7 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Milvus sink", ("pymilvus", "milvus")),
     ("Elasticsearch sink", ("elasticsearch", "elastic_transport", "urllib3")),
     ("sink loop (confluent-kafka)", ("workers/",)),
-    ("normaliser", ("streams/normaliser", "streams/raw_decoding")),
+    ("normaliser", ("normaliser", "streams/raw_decoding")),
     ("catstream agents and steps (streams/, catstream/)", ("streams/", "catstream/")),
     ("Kafka client (aiokafka)", ("aiokafka", "kafka/")),
     ("Faust and mode (streams, tables, commits)", ("faust", "mode/")),

@@ -71,9 +71,9 @@ from streams.categorisation import categorise
 from streams.image_embedding import IMAGE_DIM, MAX_IMAGES_PER_REQUEST, ImageEmbeddings
 from streams.images import FetchedImage, ImageFetcher
 from streams.topics import create_topics
-from streams.triton_client import TritonClient
 from triton_models.categoriser.generated_training import train_on_generated
 from triton_models.categoriser.metadata import ModelVersionError, served_version
+from triton_models.triton_client import TritonClient
 from workers.elasticsearch_index import elasticsearch_client
 from workers.milvus_collection import connect, count_rows
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from catstream.settings import Settings, load_settings
-from streams.triton_client import TritonClient
+from triton_models.triton_client import TritonClient
 
 BRANDS = ("Nike", "Adidas", "IKEA", "Samsung", "Bosch", "Levi's", "Zara", "Philips", "Lego", "Asus")
 ADJECTIVES = ("Classic", "Slim-fit", "Organic cotton", "Waterproof", "Vintage", "Wireless", "Eco")

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
 from schemas.events import RawProduct
-from streams.triton_client import TritonClient, TritonError
+from triton_models.triton_client import TritonClient, TritonError
 
 DEMO_TITLES = (
     "Women's red leather crossbody handbag",

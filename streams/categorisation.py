@@ -16,8 +16,8 @@ import numpy.typing as npt
 from catstream.taxonomy import Taxonomy
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from streams.image_embedding import ImageEmbeddings
-from streams.triton_client import TritonClient
 from triton_models.categoriser.metadata import ModelMetadata
+from triton_models.triton_client import TritonClient
 
 OUTPUTS = ["PROBABILITIES", "TOP_IDS", "TOP_SCORES", "PREDICTED_ID", "CONFIDENCE", "TEXT_EMBEDDING"]
 

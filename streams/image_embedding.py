@@ -15,7 +15,7 @@ from catstream.logs import get_logger
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct
 from streams.images import FetchedImage, ImageFetcher
-from streams.triton_client import TritonClient
+from triton_models.triton_client import TritonClient
 
 IMAGE_DIM = 1280
 MAX_IMAGES_PER_REQUEST = 64  # the image_encoder model's max_batch_size

@@ -43,8 +43,8 @@ from streams.review import (
     review_threshold,
     uncertainty,
 )
-from streams.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 from triton_models.categoriser.metadata import ModelMetadata
+from triton_models.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 
 STAGE = "infer"
 log = get_logger(__name__, stage=STAGE)

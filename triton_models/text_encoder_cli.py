@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from catstream.settings import Settings
-from streams.triton_client import TritonClient, TritonError
+from triton_models.triton_client import TritonClient, TritonError
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:  # type: ignore[type-arg]

@@ -34,7 +34,7 @@ from streams.images import ImageFetcher
 from streams.inference import STAGE, BatchOutputs, InferenceStep
 from streams.model_state import ModelState
 from streams.review import ReviewRouter
-from streams.triton_client import TritonClient
+from triton_models.triton_client import TritonClient
 
 log = get_logger(__name__, stage=STAGE)
 

@@ -20,12 +20,12 @@ from catstream.errors import InvalidMessage
 from catstream.logs import get_logger
 from catstream.metrics import DEAD_LETTERS, EVENTS, STAGE_SECONDS, STALE_EVENTS
 from catstream.settings import Settings
+from normaliser.fingerprint import fingerprint
+from normaliser.product import normalise_product
 from schemas.events import NormalisedProduct, RawProduct, parse_updated_at
 from streams.app import product_topic
 from streams.change_detection import ProductState, Verdict, judge, next_state
 from streams.contiguity import PartitionContiguity
-from streams.normaliser.fingerprint import fingerprint
-from streams.normaliser.product import normalise_product
 from streams.raw_decoding import decode_raw_product
 
 STAGE = "normalise"

@@ -18,7 +18,6 @@ from bench.retail_standin import TAXONOMY, make_catalogue, write_jsonl
 from catstream.cli import main
 from catstream.settings import Settings
 from schemas.events import Prediction
-from streams.triton_client import TritonClient
 from triton_models.categoriser.client import categorise
 from triton_models.categoriser.dataset import product_fields
 from triton_models.categoriser.metadata import (
@@ -30,6 +29,7 @@ from triton_models.categoriser.metadata import (
 from triton_models.categoriser.model_control import triton_model_state
 from triton_models.categoriser.offline import normalise_lines
 from triton_models.categoriser.serving import Predictor
+from triton_models.triton_client import TritonClient
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 import tritonclient.grpc.aio as grpc_aio
 
 from catstream.settings import Settings
-from streams.triton_client import TritonClient
 from tests.unit.test_images import synthetic_images
 from triton_models.image_encoder import EMBEDDING_DIM, ImageEncoder
+from triton_models.triton_client import TritonClient
 
 IMAGE_INPUT = "IMAGE"
 OUTPUTS = ["EMBEDDING", "OK"]

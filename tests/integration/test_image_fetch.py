@@ -19,9 +19,9 @@ import pytest
 
 from catstream.settings import Settings
 from streams.images import FetchedImage, ImageFailure, ImageFetcher
-from streams.triton_client import TritonClient
 from tests.unit.test_images import synthetic_images
 from triton_models.image_encoder import ImageEncoder
+from triton_models.triton_client import TritonClient
 
 PICTURES = synthetic_images(6)
 CONTENT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"]

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc.aio as grpc_aio
 
 from catstream.settings import Settings
-from streams.triton_client import TritonClient, TritonRequestInvalid
+from triton_models.triton_client import TritonClient, TritonRequestInvalid
 
 LONG_DESCRIPTION = " ".join(
     ["Hand-stitched full-grain leather messenger bag with brass buckles,"]

@@ -14,8 +14,8 @@ from feeds.feed_writer import PARSE_FAILING_KINDS
 from feeds.formats import FeedRow, ParseError, read_feed
 from feeds.generator import GenerateOptions, GenerateReport, generate_feed
 from feeds.mapping import available_networks, load_mapping
+from normaliser import fingerprint, normalise_product
 from schemas.events import RawProduct
-from streams.normaliser import fingerprint, normalise_product
 
 TAXONOMY = load_settings().taxonomy_path
 FIELDS = ("title", "description", "brand", "raw_category", "gender", "image_urls")

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from normaliser import as_raw, fingerprint, normalise_product
 from schemas.events import PRODUCT_ID_MAX, NormalisedProduct, RawProduct
-from streams.normaliser import as_raw, fingerprint, normalise_product
 
 FIELDS = ("title", "description", "brand", "raw_category", "gender", "image_urls")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from streams.normaliser.brand import canonical_brand
-from streams.normaliser.category_path import split_category
-from streams.normaliser.images import clean_image_urls
-from streams.normaliser.price import clean_currency, parse_price
-from streams.normaliser.text import clean_text, clean_text_checked
-from streams.normaliser.vocabulary import canonical_gender, canonical_size
+from normaliser.brand import canonical_brand
+from normaliser.category_path import split_category
+from normaliser.images import clean_image_urls
+from normaliser.price import clean_currency, parse_price
+from normaliser.text import clean_text, clean_text_checked
+from normaliser.vocabulary import canonical_gender, canonical_size
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ from catstream.settings import load_settings
 from feeds.formats import FeedRow, read_feed
 from feeds.generator import GenerateOptions, generate_feed
 from feeds.mapping import load_mapping
+from normaliser import fingerprint, normalise_product
 from schemas.events import RawProduct
-from streams.normaliser import fingerprint, normalise_product
 
 PRODUCTS = 20_000
 

@@ -11,7 +11,7 @@ from tritonclient.utils import InferenceServerException
 
 from catstream.metrics import REGISTRY
 from catstream.settings import load_settings
-from streams.triton_client import (
+from triton_models.triton_client import (
     RetryPolicy,
     TritonClient,
     TritonRequestInvalid,

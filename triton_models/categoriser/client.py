@@ -20,8 +20,8 @@ from schemas.events import NormalisedProduct, Prediction
 from streams.categorisation import Categorised, build_prediction
 from streams.categorisation import categorise as categorise_batch
 from streams.image_embedding import IMAGE_DIM, ImageEmbeddings
-from streams.triton_client import TritonClient
 from triton_models.categoriser.metadata import MODEL_NAME, ModelMetadata
+from triton_models.triton_client import TritonClient
 
 CategoriserOutput = Categorised
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy, TaxonomyError
-from streams.normaliser import fingerprint
+from normaliser import fingerprint
 from triton_models.categoriser.client import to_prediction
 from triton_models.categoriser.labels import LabelsError, read_products
 from triton_models.categoriser.metadata import ModelVersionError, load_metadata

@@ -1,6 +1,6 @@
 """From files to encoded training data: read, normalise, rule-label, hash, embed.
 
-Inputs are normalised with ``streams.normaliser.normalise_product``, the code
+Inputs are normalised with ``normaliser.normalise_product``, the code
 the stream runs, so training and serving see the same text. Human labels come
 from ``--labels``; ``--unlabelled`` products get rule labels (``--rules``) and
 no human label. A product in both files keeps its human label.
@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from catstream.logs import get_logger
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
+from normaliser import normalise_product
 from schemas.events import NormalisedProduct, RawProduct
-from streams.normaliser import normalise_product
 from triton_models.categoriser.dataset import Example, data_hash, product_fields
 from triton_models.categoriser.encoder import TextEncoder
 from triton_models.categoriser.features import FeatureHasher

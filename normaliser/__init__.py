@@ -4,7 +4,7 @@ Nothing here does I/O: ``normalise_product`` turns a ``RawProduct`` into a
 ``NormalisedProduct`` and ``fingerprint`` hashes the categorisation fields.
 """
 
-from streams.normaliser.fingerprint import fingerprint
-from streams.normaliser.product import as_raw, normalise_product
+from normaliser.fingerprint import fingerprint
+from normaliser.product import as_raw, normalise_product
 
 __all__ = ["as_raw", "fingerprint", "normalise_product"]

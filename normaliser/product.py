@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from normaliser.brand import canonical_brand
+from normaliser.category_path import split_category
+from normaliser.images import clean_image_urls, clean_url
+from normaliser.price import clean_currency, parse_price
+from normaliser.text import clean_text, clean_text_checked
+from normaliser.vocabulary import canonical_gender, canonical_size
 from schemas.events import NormalisedProduct, RawProduct, parse_updated_at
-from streams.normaliser.brand import canonical_brand
-from streams.normaliser.category_path import split_category
-from streams.normaliser.images import clean_image_urls, clean_url
-from streams.normaliser.price import clean_currency, parse_price
-from streams.normaliser.text import clean_text, clean_text_checked
-from streams.normaliser.vocabulary import canonical_gender, canonical_size
 
 SHORT_FIELD_CHARS = 200
 CATEGORY_CHARS = 1000
