@@ -33,6 +33,8 @@ from workers.health import HealthCheck, default_health_checks, run_checks
 from workers.search import ProductSearch
 
 DEFAULTS = {"k": 100, "level": 2, "size": 10}
+# A product id as one path segment, any characters (percent-encoded in the URL).
+PRODUCT_ID = "{product_id:[^/]+}"
 _log = get_logger(__name__)
 
 
@@ -60,9 +62,10 @@ def build_api(
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/search", _search)
-    app.router.add_get("/products/{product_id}/prediction", _prediction)
-    app.router.add_get("/products/{product_id}/similar", _similar)
-    app.router.add_get("/products/{product_id}/more-like-this", _more_like_this)
+    # Any id, percent-encoded: aiohttp's default segment pattern refuses braces.
+    app.router.add_get(f"/products/{PRODUCT_ID}/prediction", _prediction)
+    app.router.add_get(f"/products/{PRODUCT_ID}/similar", _similar)
+    app.router.add_get(f"/products/{PRODUCT_ID}/more-like-this", _more_like_this)
     app.on_cleanup.append(_close_clients)
     return app
 

@@ -188,9 +188,3 @@ def count_rows(client: MilvusClient, name: str) -> int:
     """Exact row count, seeing every acknowledged write (strong consistency)."""
     result = client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
     return int(result[0]["count(*)"])
-
-
-def string_literal(value: str) -> str:
-    """``value`` as a quoted Milvus expression string (milvus-lite has no filter_params)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'

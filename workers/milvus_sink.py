@@ -3,7 +3,21 @@
 ``add`` validates an event into a row and buffers it by product id, so within
 a batch the last event per product wins: an upsert after a delete upserts, a
 delete after an upsert deletes. ``flush`` upserts and deletes the buffer in
-chunks of ``settings.milvus_batch_size``. Milvus replaces a row on upsert of
+chunks of ``settings.milvus_batch_size``.
+
+Ordering: every row carries the event's ``updated_at``, and an older event never
+replaces a newer row (as in Elasticsearch). Within a batch an older upsert does
+not displace a newer buffered one; at flush the sink reads the stored
+``updated_at`` of the buffered products and drops each upsert older than what
+is stored (equal is applied: a replay, or a re-embedding by a new model, of the
+same version). Products are keyed, so one sink instance owns a product's
+partition and nothing writes between that read and the upsert.
+
+Ids are data: rows are read and deleted with parameterised filters
+(``product_id in {ids}`` with ``filter_params``), never with an expression
+built from the ids. (pymilvus' own ``get(ids=)``/``delete(ids=)`` paste the ids
+between single quotes, so an id like ``x'] or product_id not in ['`` would
+delete every row.) Milvus replaces a row on upsert of
 the same primary key, so a replay after a crash rewrites the same rows and
 never duplicates them.
 
@@ -26,7 +40,7 @@ from pymilvus import MilvusClient, MilvusException
 
 from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
-from catstream.metrics import SINK_WRITES
+from catstream.metrics import SINK_WRITES, STALE_EVENTS
 from catstream.settings import Settings
 from schemas.events import ProductEmbedding
 from workers.milvus_collection import (
@@ -166,6 +180,12 @@ def parse_message(message: SinkMessage, spec: CollectionSpec) -> tuple[str, Row 
     return event.product_id, embedding_row(event, spec)
 
 
+def is_older(row: Row, current_updated_at: int | None) -> bool:
+    """Whether ``row`` is older than the product's current version (None: it has
+    none); an equal version is not older, so a replay rewrites the same row."""
+    return current_updated_at is not None and int(row["updated_at"]) < current_updated_at
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -185,6 +205,10 @@ class MilvusSink:
 
     def add(self, message: SinkMessage) -> None:
         product_id, row = parse_message(message, self.spec)
+        buffered = self._buffer.get(product_id)
+        if row is not None and buffered is not None and is_older(row, buffered["updated_at"]):
+            STALE_EVENTS.inc()
+            return
         # Re-inserting moves the product to the end: the dict keeps the latest event.
         self._buffer.pop(product_id, None)
         self._buffer[product_id] = row
@@ -197,26 +221,56 @@ class MilvusSink:
     def flush(self) -> None:
         if not self._buffer:
             return
-        upserts = [row for row in self._buffer.values() if row is not None]
+        candidates = [row for row in self._buffer.values() if row is not None]
         deletes = [pid for pid, row in self._buffer.items() if row is None]
         try:
             client = self._connected()
+            stored = self._stored_versions(client, [row["product_id"] for row in candidates])
+            upserts = [
+                row for row in candidates if not is_older(row, stored.get(row["product_id"]))
+            ]
             for chunk in _chunks(upserts, self.settings.milvus_batch_size):
                 client.upsert(self.spec.name, chunk, timeout=WRITE_TIMEOUT_S)
             for chunk in _chunks(deletes, self.settings.milvus_batch_size):
-                client.delete(self.spec.name, ids=chunk, timeout=WRITE_TIMEOUT_S)
+                client.delete(
+                    self.spec.name,
+                    filter="product_id in {ids}",
+                    filter_params={"ids": chunk},
+                    timeout=WRITE_TIMEOUT_S,
+                )
         except MILVUS_ERRORS as exc:
             # Keep the buffer: the retry rewrites all of it (upserts are idempotent).
             # Reconnect on retry too: a restarted Milvus may have lost the collection.
             self._drop_client()
             raise RecoverableError("milvus", f"writing to {self.spec.name!r}: {exc}") from exc
+        STALE_EVENTS.inc(len(candidates) - len(upserts))
         SINK_WRITES.labels(sink=self.name, op="upsert").inc(len(upserts))
         SINK_WRITES.labels(sink=self.name, op="delete").inc(len(deletes))
-        self.log.debug("milvus_flushed", upserts=len(upserts), deletes=len(deletes))
+        self.log.debug(
+            "milvus_flushed",
+            upserts=len(upserts),
+            deletes=len(deletes),
+            stale=len(candidates) - len(upserts),
+        )
         self._buffer.clear()
 
     def close(self) -> None:
         self._drop_client()
+
+    def _stored_versions(self, client: MilvusClient, product_ids: list[str]) -> dict[str, int]:
+        """product id → the ``updated_at`` Milvus holds, for those of ``product_ids`` it has."""
+        stored: dict[str, int] = {}
+        for chunk in _chunks(product_ids, self.settings.milvus_batch_size):
+            rows = client.query(
+                self.spec.name,
+                filter="product_id in {ids}",
+                filter_params={"ids": chunk},
+                output_fields=["updated_at"],
+                consistency_level="Strong",
+                timeout=WRITE_TIMEOUT_S,
+            )
+            stored.update({str(r["product_id"]): int(r["updated_at"]) for r in rows})
+        return stored
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None

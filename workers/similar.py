@@ -31,7 +31,6 @@ from workers.milvus_collection import (
     MAX_LEVELS,
     CollectionSpec,
     connect,
-    string_literal,
 )
 from workers.milvus_sink import MILVUS_ERRORS
 
@@ -85,20 +84,37 @@ def check_request(k: int, level: int, by: str) -> None:
         raise SimilarError(f"by={by!r} is not supported: use one of {', '.join(SIMILAR_BY)}")
 
 
-def category_filter(query: Query, level: int) -> str:
+@dataclass(frozen=True)
+class Filter:
+    """A Milvus filter expression and the values it binds (pymilvus ``filter_params``):
+    values are never pasted into the expression, so an id cannot change its meaning."""
+
+    expr: str
+    params: dict[str, Any]
+
+    def also(self, clause: str) -> Filter:
+        """This filter and ``clause`` (a constant expression without values)."""
+        return Filter(f"{self.expr} and {clause}", self.params)
+
+
+def category_filter(query: Query, level: int) -> Filter:
     """The Milvus filter: same category at ``level`` (and level 1, the partition
     key, so Milvus scans one partition), never the product itself."""
-    clauses = [f"product_id != {string_literal(query.product_id)}"]
+    clauses = ["product_id != {product_id}"]
+    params: dict[str, Any] = {"product_id": query.product_id}
     if level > 0:
         if len(query.category_ids) < level:
             raise SimilarError(
                 f"product {query.product_id!r} is categorised only to level "
                 f"{len(query.category_ids)}: use --level {len(query.category_ids)} or lower"
             )
-        clauses.append(f"cat_l1 == {query.category_ids[0]}")
+        clauses.append("cat_l1 == {cat_l1}")
+        params["cat_l1"] = query.category_ids[0]
         if level > 1:
-            clauses.append(f"cat_l{level} == {query.category_ids[level - 1]}")
-    return " and ".join(clauses)
+            # The field name comes from LEVEL_FIELDS (check_request bounds level), not input.
+            clauses.append(f"{LEVEL_FIELDS[level - 1]} == {{cat_level}}")
+            params["cat_level"] = query.category_ids[level - 1]
+    return Filter(" and ".join(clauses), params)
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -152,7 +168,7 @@ class SimilarProducts:
             if by == "image":
                 assert query.image_vector is not None
                 return self._single(
-                    query.image_vector, "image_vector", f"{expr} and has_image == true", k, "image"
+                    query.image_vector, "image_vector", expr.also("has_image == true"), k, "image"
                 )
             return self._both(query, expr, k)
         except MILVUS_ERRORS as exc:
@@ -167,9 +183,11 @@ class SimilarProducts:
                 f"Milvus collection {self.spec.name!r} does not exist yet: run the Milvus sink "
                 "(`catstream worker`) or check CATSTREAM_MILVUS_COLLECTION"
             )
-        rows = self.client.get(
+        # Not client.get(ids=...): pymilvus pastes the ids into the expression.
+        rows = self.client.query(
             self.spec.name,
-            ids=[product_id],
+            filter="product_id == {product_id}",
+            filter_params={"product_id": product_id},
             output_fields=["text_vector", "image_vector", "has_image", *LEVEL_FIELDS],
             timeout=QUERY_TIMEOUT_S,
         )
@@ -188,13 +206,14 @@ class SimilarProducts:
         )
 
     def _search(
-        self, vector: list[float], field_name: str, expr: str, k: int, output: list[str]
+        self, vector: list[float], field_name: str, expr: Filter, k: int, output: list[str]
     ) -> list[dict[str, Any]]:
         hits = self.client.search(
             self.spec.name,
             data=[vector],
             anns_field=field_name,
-            filter=expr,
+            filter=expr.expr,
+            filter_params=expr.params,
             limit=k,
             output_fields=output,
             search_params=self.search_params,
@@ -203,7 +222,7 @@ class SimilarProducts:
         return list(hits[0])
 
     def _single(
-        self, vector: list[float], field_name: str, expr: str, k: int, by: str
+        self, vector: list[float], field_name: str, expr: Filter, k: int, by: str
     ) -> list[SimilarProduct]:
         return [
             SimilarProduct(
@@ -217,13 +236,13 @@ class SimilarProducts:
             for hit in self._search(vector, field_name, expr, k, RESULT_FIELDS)
         ]
 
-    def _both(self, query: Query, expr: str, k: int) -> list[SimilarProduct]:
+    def _both(self, query: Query, expr: Filter, k: int) -> list[SimilarProduct]:
         output = [*RESULT_FIELDS, "text_vector", "image_vector"]
         candidates: dict[str, dict[str, Any]] = {}
         for hit in self._search(query.text_vector, "text_vector", expr, k, output):
             candidates[str(hit["product_id"])] = hit["entity"]
         if query.image_vector is not None:
-            image_expr = f"{expr} and has_image == true"
+            image_expr = expr.also("has_image == true")
             for hit in self._search(query.image_vector, "image_vector", image_expr, k, output):
                 candidates.setdefault(str(hit["product_id"]), hit["entity"])
         results = [self._scored(pid, entity, query) for pid, entity in candidates.items()]

@@ -9,6 +9,11 @@ GOAWAY "too_many_pings" and pymilvus' connection recovery fails, so any
 long-lived client (a sink, the API, the stack's own health checks) breaks
 after ~30 s idle. Real Milvus permits those pings; so does this server. It
 also stops gracefully on SIGTERM (drains requests, closes the data dir).
+
+It also binds filter templates (pymilvus ``filter_params``), which milvus-lite
+ignores: ``TemplatingServicer`` renders them into the expression first
+(``milvus_templates``), so catstream's parameterised filters mean on the local
+stack what they mean on real Milvus.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import threading
 from collections.abc import Sequence
 from concurrent import futures
 from types import FrameType
+from typing import Any
 
 import grpc
 from milvus_lite.adapter.grpc.servicer import MilvusServicer
 from milvus_lite.db import MilvusLite
 from pymilvus.grpc_gen import milvus_pb2_grpc
+
+from deploy.services.milvus_templates import TemplateError, render_proto
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # as milvus-lite and Milvus standalone
 # What Milvus standalone enforces: pings allowed every 5 s, also without calls.
@@ -32,6 +40,33 @@ KEEPALIVE_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+
+class TemplatingServicer(MilvusServicer):
+    """milvus-lite's servicer, with ``expr_template_values`` bound before parsing."""
+
+    def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
+        _bind_templates(request, "dsl", context)
+        return super().Search(request, context)
+
+    def Query(self, request: Any, context: grpc.ServicerContext) -> Any:
+        _bind_templates(request, "expr", context)
+        return super().Query(request, context)
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        _bind_templates(request, "expr", context)
+        return super().Delete(request, context)
+
+
+def _bind_templates(request: Any, field: str, context: grpc.ServicerContext) -> None:
+    if not request.expr_template_values:
+        return
+    try:
+        rendered = render_proto(getattr(request, field), request.expr_template_values)
+    except TemplateError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"filter_params: {exc}")
+    setattr(request, field, rendered)
+    request.expr_template_values.clear()
 
 
 def build_server(db: MilvusLite, max_workers: int) -> grpc.Server:
@@ -43,7 +78,7 @@ def build_server(db: MilvusLite, max_workers: int) -> grpc.Server:
             *KEEPALIVE_OPTIONS,
         ],
     )
-    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(TemplatingServicer(db), server)
     return server
 
 

@@ -11,6 +11,7 @@ import asyncio
 import random
 import socket
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,13 +59,13 @@ def categories(path: list[str]) -> list[CategoryScore]:
     ]
 
 
-def write_catalogue(settings: Settings) -> None:
+def write_catalogue(settings: Settings, catalogue: dict[str, Any] = CATALOGUE) -> None:
     """The catalogue into Elasticsearch (products + predictions) and Milvus (vectors)."""
     es_sink, milvus_sink = ElasticsearchSink(settings), MilvusSink(settings)
     rng = random.Random(3)
     bases = {"Shoes": [rng.uniform(-1, 1) for _ in range(TEXT_DIM)]}
     bases["Handbags"] = [-x for x in bases["Shoes"]]
-    for offset, (pid, (title, brand, path)) in enumerate(CATALOGUE.items()):
+    for offset, (pid, (title, brand, path)) in enumerate(catalogue.items()):
         product = NormalisedProduct(
             product_id=pid, updated_at=1000, title=title, brand=brand, category_path=path
         )
@@ -231,3 +232,39 @@ async def test_similar_products_from_milvus(api: TestClient[Any, Any]) -> None:
     status, body = await get(api, "/products/boot-1/similar?k=ten")
     assert status == 400
     assert "?k=" in body["error"]
+
+
+# Ids that are syntax somewhere (Milvus filters, URLs, ES paths): each is only an id.
+HOSTILE = {
+    "x'] or product_id not in ['": ("Leather boot one", "Acme", SHOES),
+    'q" or product_id != "': ("Leather boot two", "Acme", SHOES),
+    "back\\slash\\": ("Leather boot three", "Acme", SHOES),
+    "{ids} [x] *?&#": ("Leather boot four", "Acme", SHOES),
+    "a/../b%2F": ("Leather tote", "Totes", BAGS),
+}
+
+
+async def test_ids_with_syntax_round_trip_through_every_endpoint(topic_settings: Settings) -> None:
+    catalogue = {**CATALOGUE, **HOSTILE}
+    await asyncio.to_thread(write_catalogue, topic_settings, catalogue)
+    app = build_api(topic_settings, similar=SimilarProducts(topic_settings))
+    async with TestClient(TestServer(app)) as client:
+        for pid, (_, _, path) in HOSTILE.items():
+            quoted = urllib.parse.quote(pid, safe="")
+            status, body = await get(client, f"/products/{quoted}/prediction")
+            assert status == 200, (pid, body)
+            assert body["product_id"] == pid
+            assert body["category"] == " > ".join(path)
+
+            status, body = await get(client, f"/products/{quoted}/similar?k=20&level=0")
+            assert status == 200, (pid, body)
+            assert {p["product_id"] for p in body["products"]} == set(catalogue) - {pid}
+
+            status, body = await get(client, f"/products/{quoted}/more-like-this?level=0")
+            assert status == 200, (pid, body)
+            assert pid not in {p["product_id"] for p in body["products"]}
+
+        crafted = urllib.parse.quote("x' or product_id not in ['", safe="")
+        for route in ("prediction", "similar", "more-like-this"):
+            status, body = await get(client, f"/products/{crafted}/{route}")
+            assert status == 404, (route, body)

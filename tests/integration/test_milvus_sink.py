@@ -336,3 +336,77 @@ def test_approximate_index_types_are_created(topic_settings: Settings, index_typ
     ensure_collection(client, CollectionSpec.from_settings(settings))
     index = client.describe_index(settings.milvus_collection, "text_vector")
     assert index["index_type"] == index_type
+
+
+# Ids that are expression syntax in Milvus filters: each must stay one product's id.
+HOSTILE_IDS = [
+    "x'] or product_id not in ['",
+    'x"] or product_id not in ["',
+    "' or product_id != '",
+    "back\\slash\\",
+    "\\'",
+    '\\"',
+    "[[brackets]]",
+    "{ids}",
+    "line\nbreak\ttab",
+    "ünï©ødé ☃ 商品",
+]
+
+
+def test_ids_with_expression_syntax_touch_only_their_own_product(sink_settings: Settings) -> None:
+    """A tombstone keyed ``x'] or product_id not in ['`` once deleted every row."""
+    rng = random.Random(8)
+    plain = [f"p{i:03d}" for i in range(30)]
+    everyone = [*plain, *HOSTILE_IDS]
+    events = {pid: embedding_event(pid, rng) for pid in everyone}
+    client = connect(sink_settings)
+    name = sink_settings.milvus_collection
+    with RunningSink(sink_settings) as sink:
+        produce(sink_settings, list(events.items()))
+        wait_for(lambda: consumed_everything(sink_settings), "the sink to consume every upsert")
+        rows = client.query(name, filter="", output_fields=["product_id"])
+        assert sorted(r["product_id"] for r in rows) == sorted(everyone)
+
+        # Deletes of ids that exist nowhere, shaped to match everything: nothing goes.
+        produce(sink_settings, [("x'] or product_id not in ['", None)])
+        produce(sink_settings, [(pid + "-absent", None) for pid in HOSTILE_IDS])
+        wait_for(lambda: consumed_everything(sink_settings), "the sink to consume the deletes")
+        survivors = {r["product_id"] for r in client.query(name, filter="", output_fields=["*"])}
+        assert survivors == set(everyone) - {"x'] or product_id not in ['"}
+
+        # Each remaining hostile id deletes exactly itself.
+        for pid in HOSTILE_IDS[1:]:
+            produce(sink_settings, [(pid, None)])
+            wait_for(lambda: consumed_everything(sink_settings), f"the delete of {pid!r}")
+            survivors.discard(pid)
+            assert count_rows(client, name) == len(survivors), f"deleting {pid!r}"
+        left = {r["product_id"] for r in client.query(name, filter="", output_fields=["*"])}
+        assert left == set(plain)
+    assert not sink.errors
+
+
+def test_an_older_embedding_never_replaces_a_newer_row(sink_settings: Settings) -> None:
+    rng = random.Random(9)
+    newer = {**embedding_event("p1", rng, version="newer"), "updated_at": 2_000_000}
+    older = {**embedding_event("p1", rng, version="older"), "updated_at": 1_000_000}
+    same_batch_newer = {**embedding_event("p2", rng, version="newer"), "updated_at": 2_000_000}
+    same_batch_older = {**embedding_event("p2", rng, version="older"), "updated_at": 1_000_000}
+    replay = {**embedding_event("p3", rng, version="first"), "updated_at": 1_000_000}
+    client = connect(sink_settings)
+    name = sink_settings.milvus_collection
+
+    def stored() -> dict[str, dict[str, Any]]:
+        return {r["product_id"]: r for r in client.query(name, filter="", output_fields=["*"])}
+
+    with RunningSink(sink_settings) as sink:
+        produce(sink_settings, [("p1", newer), ("p3", replay)])
+        wait_for(lambda: consumed_everything(sink_settings), "the newer embedding")
+        produce(sink_settings, [("p1", older), ("p2", same_batch_newer), ("p2", same_batch_older)])
+        produce(sink_settings, [("p3", {**replay, "model_version": "same version again"})])
+        wait_for(lambda: consumed_everything(sink_settings), "the older embedding")
+        rows = stored()
+    assert not sink.errors
+    assert (rows["p1"]["model_version"], rows["p1"]["updated_at"]) == ("newer", 2_000_000)
+    assert (rows["p2"]["model_version"], rows["p2"]["updated_at"]) == ("newer", 2_000_000)
+    # An equal version is applied (a replay, or a re-embedding by a new model).
+    assert rows["p3"]["model_version"] == "same version again"

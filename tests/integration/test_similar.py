@@ -184,3 +184,45 @@ def test_cli_prints_the_ranked_table_and_fails_clearly(
 
     assert run("never-published") == 1
     assert "not indexed yet" in capsys.readouterr().err
+
+
+# Expression syntax in ids: each is one product's id, never part of a filter.
+HOSTILE_IDS = ["x'] or product_id not in ['", 'q" or product_id != "', "back\\slash\\", "{ids}"]
+
+
+def test_ids_with_expression_syntax_find_their_own_neighbours_only(
+    similar: SimilarProducts, topic_settings: Settings
+) -> None:
+    sink = MilvusSink(topic_settings)
+    for product_id in HOSTILE_IDS:  # copies of the query product under hostile ids
+        message = embedding_message(QUERY_ID)
+        event = {**json.loads(message.value or b"{}"), "product_id": product_id}
+        body = json.dumps(event).encode()
+        sink.add(SinkMessage("embeddings", 0, 0, product_id.encode(), body, 0))
+    sink.flush()
+    sink.close()
+    plain = ids(similar.similar(QUERY_ID, k=20, level=2))
+    for product_id in HOSTILE_IDS:
+        found = ids(similar.similar(product_id, k=20, level=2))
+        assert product_id not in found  # excludes itself, and only itself
+        others = set(HOSTILE_IDS) - {product_id}
+        expected = [*(p for p in plain if p not in HOSTILE_IDS), QUERY_ID, *others]
+        assert sorted(found) == sorted(expected)
+
+
+def test_a_crafted_id_that_matches_everything_is_simply_not_indexed(
+    similar: SimilarProducts,
+) -> None:
+    """Once, ``x'] or product_id not in ['`` read another product's row (the whole collection)."""
+    for crafted in ["x'] or product_id not in ['", 'x" or product_id != "', "' or 1 == 1 or '"]:
+        with pytest.raises(ProductNotIndexed, match="not indexed yet"):
+            similar.similar(crafted, k=5, level=0)
+
+
+def test_the_cli_treats_a_crafted_id_as_an_id(
+    similar: SimilarProducts, topic_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["similar", "x'] or product_id not in ['", "--level", "0"]
+    args = build_parser(argv).parse_args(argv)
+    assert int(args.handler(args, topic_settings)) == 1
+    assert "not indexed yet" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.similar import (
+    Filter,
     Query,
     SimilarError,
     category_filter,
@@ -33,15 +34,27 @@ def test_bad_requests_name_the_valid_range(k: int, level: int, by: str, message:
 
 
 def test_level_zero_only_excludes_the_product() -> None:
-    assert category_filter(QUERY, 0) == 'product_id != "p1"'
+    assert category_filter(QUERY, 0) == Filter("product_id != {product_id}", {"product_id": "p1"})
 
 
 def test_level_one_filters_on_the_partition_key() -> None:
-    assert category_filter(QUERY, 1) == 'product_id != "p1" and cat_l1 == 5'
+    assert category_filter(QUERY, 1) == Filter(
+        "product_id != {product_id} and cat_l1 == {cat_l1}", {"product_id": "p1", "cat_l1": 5}
+    )
 
 
 def test_deeper_levels_also_filter_on_level_one_for_partition_pruning() -> None:
-    assert category_filter(QUERY, 3) == 'product_id != "p1" and cat_l1 == 5 and cat_l3 == 500'
+    assert category_filter(QUERY, 3) == Filter(
+        "product_id != {product_id} and cat_l1 == {cat_l1} and cat_l3 == {cat_level}",
+        {"product_id": "p1", "cat_l1": 5, "cat_level": 500},
+    )
+
+
+def test_a_hostile_id_is_a_bound_value_never_part_of_the_expression() -> None:
+    hostile = Query(product_id='x" or product_id != "', text_vector=[1.0], image_vector=None)
+    assert category_filter(hostile, 0) == Filter(
+        "product_id != {product_id}", {"product_id": hostile.product_id}
+    )
 
 
 def test_level_deeper_than_the_product_path_says_which_level_works() -> None:

@@ -15,9 +15,8 @@ from workers.milvus_collection import (
     CATEGORY_PATH_MAX,
     CollectionSpec,
     build_index_params,
-    string_literal,
 )
-from workers.milvus_sink import MilvusSink, embedding_row, fit_utf8, parse_message
+from workers.milvus_sink import MilvusSink, embedding_row, fit_utf8, is_older, parse_message
 from workers.sink import SinkMessage
 
 SPEC = CollectionSpec(name="unit", text_dim=4, image_dim=3)
@@ -137,5 +136,22 @@ def test_unknown_index_type_is_refused_with_the_choices() -> None:
         build_index_params(CollectionSpec(name="x", index_type="DISKANN"))
 
 
-def test_string_literal_escapes_quotes_and_backslashes() -> None:
-    assert string_literal('a"b\\c') == '"a\\"b\\\\c"'
+def test_an_older_event_does_not_displace_a_newer_one_within_a_batch() -> None:
+    sink = MilvusSink(Settings(milvus_collection="unit"), SPEC)
+    sink.add(message("a", event("a", updated_at=2000, model_version="newer"), 0))
+    sink.add(message("a", event("a", updated_at=1000, model_version="older"), 1))
+    sink.add(message("b", event("b", updated_at=1000, model_version="first"), 2))
+    sink.add(message("b", event("b", updated_at=1000, model_version="replay"), 3))
+    pending = sink.pending
+    assert pending["a"] is not None
+    assert pending["a"]["model_version"] == "newer"
+    assert pending["b"] is not None
+    assert pending["b"]["model_version"] == "replay"
+
+
+def test_is_older_only_when_strictly_older_than_the_current_version() -> None:
+    row = embedding_row(ProductEmbedding.model_validate(event("a", updated_at=1000)), SPEC)
+    assert is_older(row, 1001)
+    assert not is_older(row, 1000)
+    assert not is_older(row, 999)
+    assert not is_older(row, None)
