@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from catstream import redaction
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -145,6 +147,18 @@ class Settings(BaseSettings):
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    # --- HTTP API bind address (its port is worker_web_port) ------------------
+    # 127.0.0.1 on a laptop; a pod sets 0.0.0.0 so its probes and Service reach it.
+    api_host: str = Field(
+        default="127.0.0.1", description="Address the HTTP API binds (0.0.0.0 in a container)"
+    )
+
+    def model_post_init(self, context: object, /) -> None:
+        """Register this configuration's secrets, so no log line or error body shows them."""
+        values = list(self.__dict__.values())
+        redaction.remember(v.get_secret_value() for v in values if isinstance(v, SecretStr))
+        redaction.remember(redaction.url_password(v) for v in values if isinstance(v, str))
 
     def topic(self, key: str) -> str:
         """Full topic name for a logical topic key, e.g. ``raw`` → ``products.raw``."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from catstream import redaction
 from catstream.settings import Settings
 from deploy.stack import ServiceStatus, Stack, StackError, StackTimeouts
-
-_USERINFO = re.compile(r"//[^/@]+@")
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:  # type: ignore[type-arg]
@@ -119,9 +117,10 @@ def _stop(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def redact(url: str) -> str:
-    """Drop ``user:password@`` from a URL: status output never shows a credential."""
-    return _USERINFO.sub("//***@", url)
+def redact(text: str) -> str:
+    """Drop ``user:password@`` from URLs, and any configured secret: status output
+    never shows a credential."""
+    return redaction.redact(text)
 
 
 def format_table(statuses: list[ServiceStatus]) -> str:
@@ -132,7 +131,7 @@ def format_table(statuses: list[ServiceStatus]) -> str:
         rss = f"{s.rss_bytes / 2**20:.0f}" if s.rss_bytes else "-"
         lines.append(f"{s.name:<8} {'up' if s.up else 'down':<5} {pid:>8} {rss:>8}  {urls}")
         if s.detail:
-            lines.append(f"{'':<8} {s.detail} (log: {s.log})")
+            lines.append(f"{'':<8} {redact(s.detail)} (log: {s.log})")
     return "\n".join(lines)
 
 

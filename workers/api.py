@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from catstream.errors import CatstreamError, RecoverableError
 from catstream.logs import get_logger
 from catstream.metrics import REGISTRY
+from catstream.redaction import redact, redact_value
 from catstream.settings import Settings
 from workers.health import HealthCheck, default_health_checks, run_checks
 from workers.search import ProductSearch
@@ -74,15 +75,17 @@ async def run_api(
     settings: Settings,
     port: int | None = None,
     *,
-    host: str = "127.0.0.1",
+    host: str | None = None,
     similar: object | None = None,
     health_checks: dict[str, HealthCheck] | None = None,
 ) -> None:
-    """Serve the API on ``host:port`` (default ``settings.worker_web_port``) until cancelled."""
+    """Serve the API on ``host:port`` until cancelled (defaults: ``settings.api_host``,
+    ``settings.worker_web_port``)."""
     app = build_api(settings, similar=similar, health_checks=health_checks)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     chosen = settings.worker_web_port if port is None else port
+    host = settings.api_host if host is None else host
     try:
         await web.TCPSite(runner, host, chosen).start()
         _log.info("api_listening", url=f"http://{host}:{chosen}")
@@ -109,7 +112,8 @@ async def _health(request: web.Request) -> web.Response:
             f"{', '.join(failed)} did not answer: check `catstream stack status` and the "
             "CATSTREAM_* URLs; the worker keeps retrying and nothing is committed past it"
         )
-    return web.json_response(body, status=503 if failed else 200)
+    # Check details quote service URLs and client errors: never their credentials.
+    return web.json_response(redact_value(body), status=503 if failed else 200)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -178,6 +182,7 @@ async def _errors_as_json(
 def _error(
     status: int, message: str, request: web.Request, *, retry_after: bool = False
 ) -> web.Response:
+    message = redact(message)  # a client error may quote a URL with its credentials
     if status >= 500:
         _log.warning("api_error", path=request.path, status=status, error=message)
     headers = {"Retry-After": "5"} if retry_after else None

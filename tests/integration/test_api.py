@@ -12,6 +12,7 @@ import random
 import socket
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -268,3 +269,43 @@ async def test_ids_with_syntax_round_trip_through_every_endpoint(topic_settings:
         for route in ("prediction", "similar", "more-like-this"):
             status, body = await get(client, f"/products/{crafted}/{route}")
             assert status == 404, (route, body)
+
+
+async def test_no_503_body_shows_a_credential_from_a_service_url(
+    stack: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = f"pw-{uuid.uuid4().hex[:12]}"
+    dead_es = f"http://elastic:{secret}@127.0.0.1:{free_port()}"
+    broken = stack.model_copy(update={"elasticsearch_url": dead_es})
+    broken = Settings(**{**broken.model_dump(), "elasticsearch_url": dead_es})  # registers it
+    async with TestClient(TestServer(build_api(broken))) as client:
+        responses = [await client.get(path) for path in ("/health", "/search?q=boot")]
+        bodies = [await response.text() for response in responses]
+    assert [r.status for r in responses] == [503, 503]
+    for body in bodies:
+        assert secret not in body
+    assert "//***@127.0.0.1" in bodies[1]  # the URL is still named, without its password
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
+
+
+async def test_the_api_binds_the_host_from_settings(stack: Settings) -> None:
+    """0.0.0.0 (as in the manifests) answers on every local address, not only 127.0.0.1."""
+    port = free_port()
+    everywhere = stack.model_copy(update={"api_host": "0.0.0.0"})
+    server = asyncio.create_task(run_api(everywhere, port, health_checks={}))
+    deadline = time.monotonic() + 30
+    try:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.2:{port}/health") as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    if time.monotonic() > deadline or server.done():
+                        raise
+                    await asyncio.sleep(0.1)
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
