@@ -67,11 +67,11 @@ from deploy.services.state import load_state
 from feeds.generator import GenerateOptions, generate_feed
 from feeds.mapping import load_mapping
 from schemas.events import NormalisedProduct
-from streams.categorisation import categorise
 from streams.image_embedding import IMAGE_DIM, MAX_IMAGES_PER_REQUEST, ImageEmbeddings
 from streams.images import FetchedImage, ImageFetcher
 from streams.topics import create_topics
-from triton_models.categoriser.generated_training import train_on_generated
+from training.generated import train_on_generated
+from triton_models.categoriser.contract import categorise
 from triton_models.categoriser.metadata import ModelVersionError, served_version
 from triton_models.triton_client import TritonClient
 from workers.elasticsearch_index import elasticsearch_client

@@ -50,7 +50,7 @@ DEMO_BRANCHES = (
     "Toys & Games > Toys > Play Vehicles",
 )
 LABELLED, RULE_LABELLED = 800, 800
-STARTER_RULES = PROJECT_ROOT / "triton_models" / "categoriser" / "rules" / "google_starter.yaml"
+STARTER_RULES = PROJECT_ROOT / "training" / "rules" / "google_starter.yaml"
 SENTINEL = "demo-sentinel"
 
 

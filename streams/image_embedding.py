@@ -6,8 +6,6 @@ text; it is flagged ``image_failed`` and gets a zero embedding with mask 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
@@ -15,23 +13,12 @@ from catstream.logs import get_logger
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct
 from streams.images import FetchedImage, ImageFetcher
+from triton_models.categoriser.contract import IMAGE_DIM, ImageEmbeddings
 from triton_models.triton_client import TritonClient
 
-IMAGE_DIM = 1280
 MAX_IMAGES_PER_REQUEST = 64  # the image_encoder model's max_batch_size
+__all__ = ["IMAGE_DIM", "MAX_IMAGES_PER_REQUEST", "ImageEmbedder", "ImageEmbeddings"]
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ImageEmbeddings:
-    """Per product of a batch: embedding (zeros when absent), mask, and failure flag."""
-
-    vectors: npt.NDArray[np.float32]  # (n, 1280)
-    mask: npt.NDArray[np.float32]  # (n, 1)
-    failed: list[bool]  # had an image URL, but no embedding came of it
-
-    def vector(self, index: int) -> list[float] | None:
-        return self.vectors[index].tolist() if self.mask[index, 0] > 0 else None
 
 
 class ImageEmbedder:

@@ -33,7 +33,6 @@ from catstream.metrics import BATCH_SIZE, DEGRADED, EVENTS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
-from streams.categorisation import Categorised, build_prediction, candidates, categorise
 from streams.image_embedding import ImageEmbedder, ImageEmbeddings
 from streams.model_state import ModelState
 from streams.review import (
@@ -43,6 +42,7 @@ from streams.review import (
     review_threshold,
     uncertainty,
 )
+from triton_models.categoriser.contract import Categorised, build_prediction, candidates, categorise
 from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 

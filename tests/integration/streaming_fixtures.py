@@ -11,7 +11,7 @@ from pathlib import Path
 from catstream.settings import Settings
 from feeds.generator import GenerateOptions, generate_feed
 from streams.topic_records import publish_json, read_topic
-from triton_models.categoriser.generated_training import train_on_generated
+from training.generated import train_on_generated
 
 SENTINELS = [f"sentinel-{i}" for i in range(32)]  # enough keys to land on every partition
 

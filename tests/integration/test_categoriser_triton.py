@@ -18,8 +18,9 @@ from bench.retail_standin import TAXONOMY, make_catalogue, write_jsonl
 from catstream.cli import main
 from catstream.settings import Settings
 from schemas.events import Prediction
+from training.dataset import product_fields
+from training.offline import normalise_lines
 from triton_models.categoriser.client import categorise
-from triton_models.categoriser.dataset import product_fields
 from triton_models.categoriser.metadata import (
     load_metadata,
     model_dir,
@@ -27,7 +28,6 @@ from triton_models.categoriser.metadata import (
     version_dirs,
 )
 from triton_models.categoriser.model_control import triton_model_state
-from triton_models.categoriser.offline import normalise_lines
 from triton_models.categoriser.serving import Predictor
 from triton_models.triton_client import TritonClient
 

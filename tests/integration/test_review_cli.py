@@ -21,7 +21,7 @@ from catstream.taxonomy import load_taxonomy
 from schemas.events import CategoryScore, ReviewItem
 from streams.review_cli import read_topic
 from streams.topics import create_topics
-from triton_models.categoriser.labels import read_labels
+from training.labels import read_labels
 
 SHOES = "Apparel & Accessories > Shoes"
 SHIRTS = "Apparel & Accessories > Clothing > Shirts & Tops"

@@ -11,12 +11,15 @@ import pytest
 
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct
-from triton_models.categoriser.calibration import fit_softmax_temperature, softmax
-from triton_models.categoriser.dataset import (
+from training.calibration import fit_softmax_temperature, softmax
+from training.dataset import (
     Example,
     build_targets,
     stratified_split,
 )
+from training.provenance import version_metadata
+from training.thresholds import NEVER, choose_thresholds, precision_threshold
+from training.train import EncodedData, TrainConfig, run_network, train
 from triton_models.categoriser.export import export_version
 from triton_models.categoriser.features import FeatureHasher, ProductFields, char_ngrams
 from triton_models.categoriser.hierarchy import LabelSpace
@@ -28,8 +31,6 @@ from triton_models.categoriser.model_control import (
 )
 from triton_models.categoriser.scoring import score_logits
 from triton_models.categoriser.serving import Predictor
-from triton_models.categoriser.thresholds import NEVER, choose_thresholds, precision_threshold
-from triton_models.categoriser.train import EncodedData, TrainConfig, run_network, train
 
 TREE = ["A > A1 > A1a", "A > A1 > A1b", "A > A2", "B > B1", "B > B2", "C"]
 REPOSITORY_CONFIG = Path(__file__).resolve().parents[2] / "triton_models" / "repository"
@@ -205,8 +206,9 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
     for name in ("config.pbtxt", "configs/gpu.pbtxt"):
         (repository / "categoriser" / name).write_text((source / name).read_text())
     rows = [{"product_id": "1", "title": "x", "category": "C"}]
-    first = export_version(model, taxonomy, repository, "hash", rows, {"test": {}})
-    second = export_version(model, taxonomy, repository, "hash", rows, {"test": {}})
+    provenance = version_metadata(model, taxonomy, "hash", {"test": {}})
+    first = export_version(model.network, repository, provenance, rows)
+    second = export_version(model.network, repository, provenance, rows)
     assert (first.name, second.name) == ("1", "2")
     assert (first / "model.py").read_text().startswith('"""Triton python-backend model')
     assert json.loads((first / "train.jsonl").read_text()) == rows[0]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from catstream.taxonomy import Taxonomy
-from triton_models.categoriser.labels import LabelsError, read_labels, read_products
+from training.labels import LabelsError, read_labels, read_products
 
 TAXONOMY = Taxonomy.from_lines(
     ["1 - Apparel", "2 - Apparel > Dresses", "3 - Apparel > Shoes", "4 - Home"], source="t.txt"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from catstream.taxonomy import Taxonomy, UnknownCategoryError
-from triton_models.categoriser.baselines import (
+from training.baselines import (
     RuleBaseline,
     TfidfLogisticBaseline,
     baseline_text,
     evaluate_baselines,
 )
-from triton_models.categoriser.metrics import (
+from training.evaluation import (
     accuracy_per_level,
     coverage_at_precision,
     evaluate_predictions,
@@ -20,7 +20,7 @@ from triton_models.categoriser.metrics import (
     format_table,
     hierarchical_prf,
 )
-from triton_models.categoriser.rules import RuleLabeller
+from training.rules import RuleLabeller
 
 # A (1) > B (2) > {C (3), D (4)};  A > E (5);  F (6) > G (7)
 TAXONOMY = Taxonomy.from_lines(

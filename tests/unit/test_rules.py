@@ -10,11 +10,11 @@ import yaml
 
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct
-from triton_models.categoriser.rules import RuleLabeller, RulesError, phrase_pattern, word_forms
+from training.rules import RuleLabeller, RulesError, phrase_pattern, word_forms
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOGLE = ROOT / "catstream" / "data" / "google_product_taxonomy.en-US.txt"
-STARTER = ROOT / "triton_models" / "categoriser" / "rules" / "google_starter.yaml"
+STARTER = ROOT / "training" / "rules" / "google_starter.yaml"
 
 TAXONOMY_LINES = [
     "1 - Apparel",

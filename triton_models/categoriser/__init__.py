@@ -1,5 +1,6 @@
-"""The categoriser: rule labels, the Wide & Deep model, its training, export and evaluation.
+"""The categoriser as Triton runs it: features, network, scoring, hierarchy, serving, metadata.
 
-``rules`` is the legacy rule labeller (weak labels and a baseline), ``labels`` reads
-human-labelled JSON lines, ``metrics`` and ``baselines`` evaluate systems side by side.
+``contract`` and ``client`` are its request/response layout and Prediction building
+(shared by the stream and offline prediction), ``export`` writes a model version and
+``model_control`` loads and promotes versions. Training lives in the ``training`` package.
 """

@@ -1,7 +1,7 @@
 """Calling the Triton ``categoriser`` and turning its answer into ``Prediction`` events.
 
 ``categorise`` sends one batch (the request layout lives in
-``streams.categorisation``, which the stream worker uses too, so offline
+``contract``, which the stream worker uses too, so offline
 prediction and the stream cannot diverge); ``to_prediction`` builds the event:
 the accepted category and its ancestors root→leaf with their scores, the top
 category, the confidence and a margin-based uncertainty.
@@ -17,9 +17,13 @@ from numpy.typing import NDArray
 
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction
-from streams.categorisation import Categorised, build_prediction
-from streams.categorisation import categorise as categorise_batch
-from streams.image_embedding import IMAGE_DIM, ImageEmbeddings
+from triton_models.categoriser.contract import (
+    IMAGE_DIM,
+    Categorised,
+    ImageEmbeddings,
+    build_prediction,
+)
+from triton_models.categoriser.contract import categorise as categorise_batch
 from triton_models.categoriser.metadata import MODEL_NAME, ModelMetadata
 from triton_models.triton_client import TritonClient
 

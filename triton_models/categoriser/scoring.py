@@ -12,10 +12,21 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from triton_models.categoriser.calibration import sigmoid, softmax
 from triton_models.categoriser.hierarchy import Decision, LabelSpace, decide, mix_scores
 
 TOP_K = 5
+
+
+def softmax(logits: NDArray[Any], temperature: float = 1.0) -> NDArray[Any]:
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: NDArray[Any], temperature: float = 1.0) -> NDArray[Any]:
+    scaled = logits.astype(np.float64) / temperature
+    return 0.5 * (1.0 + np.tanh(0.5 * scaled))  # overflow-free form
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from normaliser import normalise_product
 from schemas.events import NormalisedProduct, RawProduct
-from triton_models.categoriser.dataset import Example, data_hash, product_fields
+from training.dataset import Example, data_hash, product_fields
+from training.labels import LabelsError, read_labels, read_products
+from training.rules import RuleLabeller
+from training.train import EncodedData
 from triton_models.categoriser.encoder import TextEncoder
 from triton_models.categoriser.features import FeatureHasher
-from triton_models.categoriser.labels import LabelsError, read_labels, read_products
 from triton_models.categoriser.network import IMAGE_DIM
-from triton_models.categoriser.rules import RuleLabeller
-from triton_models.categoriser.train import EncodedData
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """``catstream evaluate --labels test.jsonl [--json out.json]``: catstream against baselines.
 
 Scores, on the same labelled products and with the same metrics
-(``metrics.evaluate_predictions``):
+(``evaluation.evaluate_predictions``):
 
 - ``catstream``: the served categoriser (or ``--version``) through Triton, top leaf;
 - ``catstream@thresholds``: its thresholded decision (deepest accepted category,
@@ -24,17 +24,17 @@ from typing import Any
 
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy, TaxonomyError
-from triton_models.categoriser.baselines import evaluate_baselines
-from triton_models.categoriser.labels import LabelsError, read_labels
+from training.baselines import evaluate_baselines
+from training.evaluation import evaluate_predictions, format_table
+from training.labels import LabelsError, read_labels
+from training.offline import normalise_lines, predict_products
+from training.rules import RuleLabeller, RulesError
 from triton_models.categoriser.metadata import (
     TRAIN_ROWS_FILE,
     ModelVersionError,
     load_metadata,
     model_dir,
 )
-from triton_models.categoriser.metrics import evaluate_predictions, format_table
-from triton_models.categoriser.offline import normalise_lines, predict_products
-from triton_models.categoriser.rules import RuleLabeller, RulesError
 
 STARTER_RULES = Path(__file__).with_name("rules") / "google_starter.yaml"
 

@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct
+from training.examples import normalised
+from training.labels import LabelsError
 from triton_models.categoriser.client import CategoriserOutput, categorise
-from triton_models.categoriser.labels import LabelsError
 from triton_models.categoriser.metadata import ModelMetadata
-from triton_models.categoriser.training_data import normalised
 from triton_models.triton_client import TritonClient
 
 BATCH = 64

@@ -16,10 +16,10 @@ from typing import Any
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy, TaxonomyError
 from normaliser import fingerprint
+from training.labels import LabelsError, read_products
+from training.offline import normalise_lines, predict_products
 from triton_models.categoriser.client import to_prediction
-from triton_models.categoriser.labels import LabelsError, read_products
 from triton_models.categoriser.metadata import ModelVersionError, load_metadata
-from triton_models.categoriser.offline import normalise_lines, predict_products
 
 
 def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) -> None:

@@ -19,8 +19,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct
-from triton_models.categoriser.metrics import evaluate_predictions
-from triton_models.categoriser.rules import RuleLabeller, product_text
+from training.evaluation import evaluate_predictions
+from training.rules import RuleLabeller, product_text
 
 Product = NormalisedProduct | Mapping[str, Any]
 Predictions = tuple[list[int | None], list[float | None]]

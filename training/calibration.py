@@ -15,20 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from triton_models.categoriser.scoring import sigmoid, softmax
+
+__all__ = ["sigmoid", "softmax"]  # re-exported: the serving functions the fit uses
+
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
-
-
-def softmax(logits: NDArray[Any], temperature: float = 1.0) -> NDArray[Any]:
-    scaled = logits.astype(np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def sigmoid(logits: NDArray[Any], temperature: float = 1.0) -> NDArray[Any]:
-    scaled = logits.astype(np.float64) / temperature
-    return 0.5 * (1.0 + np.tanh(0.5 * scaled))  # overflow-free form
 
 
 def softmax_nll(logits: NDArray[Any], targets: NDArray[Any], temperature: float) -> float:

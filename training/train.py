@@ -24,11 +24,11 @@ from torch import nn
 from tqdm import tqdm
 
 from catstream.logs import get_logger
-from triton_models.categoriser.calibration import (
+from training.calibration import (
     fit_sigmoid_temperature,
     fit_softmax_temperature,
 )
-from triton_models.categoriser.dataset import (
+from training.dataset import (
     DEFAULT_UNKNOWN_WEIGHT,
     Example,
     Split,
@@ -37,11 +37,11 @@ from triton_models.categoriser.dataset import (
     stratified_split,
     stratum,
 )
+from training.thresholds import choose_thresholds
 from triton_models.categoriser.features import SparseBatch
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.network import NetworkConfig, WideAndDeep
 from triton_models.categoriser.scoring import ScoringParams, score_logits
-from triton_models.categoriser.thresholds import choose_thresholds
 
 log = get_logger(__name__)
 

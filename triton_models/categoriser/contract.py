@@ -15,9 +15,23 @@ import numpy.typing as npt
 
 from catstream.taxonomy import Taxonomy
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
-from streams.image_embedding import ImageEmbeddings
 from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonClient
+
+IMAGE_DIM = 1280  # the image_encoder's embedding, the categoriser's IMAGE_EMBEDDING input
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    """Per product of a batch: embedding (zeros when absent), mask, and failure flag."""
+
+    vectors: npt.NDArray[np.float32]  # (n, 1280)
+    mask: npt.NDArray[np.float32]  # (n, 1)
+    failed: list[bool]  # had an image URL, but no embedding came of it
+
+    def vector(self, index: int) -> list[float] | None:
+        return self.vectors[index].tolist() if self.mask[index, 0] > 0 else None
+
 
 OUTPUTS = ["PROBABILITIES", "TOP_IDS", "TOP_SCORES", "PREDICTED_ID", "CONFIDENCE", "TEXT_EMBEDDING"]
 

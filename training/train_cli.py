@@ -24,29 +24,30 @@ import numpy as np
 from catstream.logs import get_logger
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy, TaxonomyError
-from triton_models.categoriser.dataset import Example
-from triton_models.categoriser.encoder import shared_encoder
-from triton_models.categoriser.export import export_version
-from triton_models.categoriser.features import FeatureHasher
-from triton_models.categoriser.hierarchy import LabelSpace
-from triton_models.categoriser.labels import LabelsError
-from triton_models.categoriser.metadata import ModelVersionError
-from triton_models.categoriser.metrics import evaluate_predictions
-from triton_models.categoriser.model_control import load_versions, promote
-from triton_models.categoriser.rules import RulesError
-from triton_models.categoriser.scoring import score_logits
-from triton_models.categoriser.train import (
+from training.dataset import Example
+from training.evaluation import evaluate_predictions
+from training.examples import (
+    encode_examples,
+    load_training_set,
+    local_image_embedder,
+)
+from training.labels import LabelsError
+from training.provenance import version_metadata
+from training.rules import RulesError
+from training.train import (
     EncodedData,
     TrainConfig,
     TrainedModel,
     run_network,
     train,
 )
-from triton_models.categoriser.training_data import (
-    encode_examples,
-    load_training_set,
-    local_image_embedder,
-)
+from triton_models.categoriser.encoder import shared_encoder
+from triton_models.categoriser.export import export_version
+from triton_models.categoriser.features import FeatureHasher
+from triton_models.categoriser.hierarchy import LabelSpace
+from triton_models.categoriser.metadata import ModelVersionError
+from triton_models.categoriser.model_control import load_versions, promote
+from triton_models.categoriser.scoring import score_logits
 
 log = get_logger(__name__)
 
@@ -125,13 +126,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     model = train(examples, data, space, config, progress=not args.quiet)
     metrics = {"test": test_metrics(model, examples, data, taxonomy)}
     version_dir = export_version(
-        model,
-        taxonomy,
+        model.network,
         repository,
-        training.data_hash,
+        version_metadata(
+            model, taxonomy, training.data_hash, metrics, extra={"images": bool(args.images)}
+        ),
         [training.rows[r] for r in _seen_rows(model, training.rows)],
-        metrics,
-        extra={"images": bool(args.images)},
     )
     version = int(version_dir.name)
     elapsed = time.monotonic() - started
