@@ -129,7 +129,6 @@ def _consumer(settings: Settings) -> Consumer:
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "fetch.message.max.bytes": BIG_MESSAGE_BYTES,
-                "receive.message.max.bytes": BIG_MESSAGE_BYTES + 1_000_000,
             },
         )
     )
