@@ -18,8 +18,21 @@ EVENTS = Counter(
 )
 DEAD_LETTERS = Counter(
     "catstream_dead_letters_total",
-    "Events sent to the dead-letter topic, by stage and error class",
+    "Events sent to the dead-letter topic, by stage and reason (error: the error class, "
+    "e.g. InvalidJson, ProcessingBug; the letter's reason text says what to do)",
     ["stage", "error"],
+    registry=REGISTRY,
+)
+DEADLETTER_GUARD_TRIPPED = Gauge(
+    "catstream_deadletter_guard_tripped",
+    "1 once a stage's dead-letter guard stopped the process (too many ProcessingBug letters)",
+    ["stage"],
+    registry=REGISTRY,
+)
+SINK_RESTARTS = Counter(
+    "catstream_sink_restarts_total",
+    "Sink threads restarted after they died, by sink",
+    ["sink"],
     registry=REGISTRY,
 )
 STAGE_SECONDS = Histogram(

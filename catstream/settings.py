@@ -136,6 +136,22 @@ class Settings(BaseSettings):
     )
     deadletter_window: int = 1000
 
+    # --- error path (one policy for every stage: catstream/deadletters.py) ----
+    deadletter_max_consecutive: int = Field(
+        default=100,
+        description="Stop loudly after this many ProcessingBug dead letters in a row in a stage",
+    )
+    deadletter_original_max_bytes: int = Field(
+        default=700_000,
+        description="A dead letter keeps at most this many bytes of the original message "
+        "(plus its length and sha256), so it fits the topic once base64-encoded",
+    )
+    updated_at_max_skew_s: float = Field(
+        default=86_400.0,
+        description="An updated_at further than this ahead of now is dead-lettered "
+        "(it would make every later update of the product look stale)",
+    )
+
     # --- review routing ------------------------------------------------------
     review_measure: Literal["margin", "entropy", "probability"] = "margin"
     review_threshold: float = 0.2

@@ -146,7 +146,12 @@ def _format(amount: Decimal) -> str:
 def _parse_number_value(value: float | int, currency: str | None) -> ParsedPrice:
     if isinstance(value, float) and not math.isfinite(value):
         return ParsedPrice(None, currency, [f"price_unparsable: {value!r}"])
-    amount = Decimal(str(value))
+    if isinstance(value, int) and abs(value) >= MAX_PRICE:
+        # Never str() a huge int: past 4,300 digits Python refuses to convert it.
+        shown = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+        sign = "price_negative" if value < 0 else "price_too_large"
+        return ParsedPrice(None, currency, [f"{sign}: {shown}"])
+    amount = Decimal(value) if isinstance(value, int) else Decimal(str(value))
     return _checked(amount, currency, repr(value))
 
 

@@ -240,7 +240,21 @@ class Label(Event):
 class DeadLetter(Event):
     """``products.deadletter``: an input that could not be processed, and why."""
 
-    original_b64: str = Field(description="the original message value, base64")
+    original_b64: str = Field(
+        description="the original message value, base64; only its first bytes when "
+        "original_truncated (the whole message is original_length bytes)"
+    )
+    original_length: int | None = Field(
+        default=None, ge=0, description="length in bytes of the original message value"
+    )
+    original_sha256: str | None = Field(
+        default=None, description="hex sha256 of the whole original message value"
+    )
+    original_truncated: bool = Field(
+        default=False,
+        description="true when original_b64 holds only the start of the value (it was "
+        "over the dead-letter size limit); such a letter cannot be replayed",
+    )
     key_b64: str | None = None
     source_topic: str
     partition: int

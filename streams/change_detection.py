@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from catstream.errors import InvalidMessage
+
 
 class Verdict(Enum):
     STALE = "stale"  # older than what we already have: drop it
@@ -67,3 +69,25 @@ def next_state(
     if previous is not None and previous.updated_at is not None:
         newest = previous.updated_at if updated_at is None else max(updated_at, previous.updated_at)
     return ProductState(updated_at=newest, fingerprint=fingerprint)
+
+
+def check_not_in_future(updated_at: int | None, now_ms: int, max_skew_ms: int) -> None:
+    """Refuse an ``updated_at`` more than ``max_skew_ms`` ahead of ``now_ms``.
+
+    Such a timestamp would become the product's newest one and make every later,
+    real update look stale, freezing the product.
+    """
+    if updated_at is not None and updated_at < 0:
+        raise InvalidMessage(
+            f"updated_at {updated_at} is before 1970; send the time the product last changed, "
+            "in UTC (RFC 3339 or epoch milliseconds)",
+            error_class="UpdatedAtInvalid",
+        )
+    if updated_at is not None and updated_at > now_ms + max_skew_ms:
+        raise InvalidMessage(
+            f"updated_at {updated_at} (epoch ms) is {(updated_at - now_ms) / 86_400_000:,.1f} "
+            f"days in the future (at most {max_skew_ms / 3_600_000:g} h ahead is accepted); "
+            "send the time the product last changed, in UTC (RFC 3339 or epoch milliseconds, "
+            "not seconds or microseconds), or raise CATSTREAM_UPDATED_AT_MAX_SKEW_S",
+            error_class="UpdatedAtInFuture",
+        )

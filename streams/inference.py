@@ -17,8 +17,6 @@ rejects are dead-lettered with the reason.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from catstream.backoff import retry_async
 from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
-from catstream.metrics import BATCH_SIZE, DEGRADED, EVENTS, STAGE_SECONDS
+from catstream.metrics import BATCH_SIZE, EVENTS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
@@ -57,7 +56,8 @@ class BatchOutputs:
     predictions: list[tuple[str, Prediction | None]] = field(default_factory=list)
     embeddings: list[tuple[str, ProductEmbedding | None]] = field(default_factory=list)
     review: list[ReviewItem] = field(default_factory=list)
-    dead_letters: list[tuple[NormalisedProduct, InvalidMessage]] = field(default_factory=list)
+    # The product and why: InvalidMessage (its fault) or any other exception (a bug).
+    dead_letters: list[tuple[NormalisedProduct, BaseException]] = field(default_factory=list)
     last_predictions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
@@ -171,25 +171,16 @@ class InferenceStep:
         return kept
 
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
-        """Await ``call()`` until it stops failing with a recoverable error."""
-        attempt = 0
-        while True:
-            try:
-                result = await call()
-                if attempt:
-                    DEGRADED.labels(dependency="triton").set(0)
-                    log.info("triton_recovered", attempts=attempt)
-                return result
-            except (TritonUnavailable, TritonServerError, RecoverableError) as exc:
-                # TritonServerError covers a model that is being (re)loaded (NOT_FOUND) and
-                # server faults: retrying delays the stream, skipping would lose products.
-                attempt += 1
-                DEGRADED.labels(dependency="triton").set(1)
-                delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
-                log.warning(
-                    "inference_retry", attempt=attempt, delay_s=round(delay, 2), error=str(exc)
-                )
-                await asyncio.sleep(delay)
+        """Await ``call()`` until it stops failing with a recoverable error.
+
+        TritonServerError covers a model that is being (re)loaded (NOT_FOUND) and
+        server faults: retrying delays the stream, skipping would lose products.
+        """
+        return await retry_async(
+            call,
+            dependency="triton",
+            recoverable=(TritonUnavailable, TritonServerError, RecoverableError),
+        )
 
     def _uncertainty(self, result: Categorised) -> float:
         return uncertainty(self.settings.review_measure, result.top_scores)

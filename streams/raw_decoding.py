@@ -8,12 +8,21 @@ person reading ``catstream topics tail products.deadletter``.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from catstream.errors import InvalidMessage
 from schemas.events import PRODUCT_ID_MAX, RawProduct
+
+# Deeper than any feed needs; far below the interpreter's recursion limit, so neither
+# the JSON parser nor pydantic nor the encoders of later stages can hit it.
+MAX_NESTING = 32
+# A number with more digits is not a price, a weight or an id; Python refuses to turn
+# more than 4,300 digits into an int at all (``sys.set_int_max_str_digits``).
+MAX_INT_DIGITS = 100
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def decode_raw_product(key: bytes | None, value: bytes, max_bytes: int) -> RawProduct:
@@ -40,20 +49,90 @@ def _parse_json(value: bytes) -> dict[str, Any]:
             error_class="InvalidUtf8",
         ) from exc
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidMessage(
             f"message is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "publish one JSON object per product",
             error_class="InvalidJson",
         ) from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
     if not isinstance(payload, dict):
         raise InvalidMessage(
             f"message is a JSON {type(payload).__name__}, not an object; "
             "publish one JSON object per product",
             error_class="InvalidJson",
         )
+    # Lone surrogates only enter through \u escapes (the bytes are valid UTF-8).
+    return _checked_tree(payload, repair_text="\\u" in text)
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise InvalidMessage(
+            f"message contains a number with {len(digits):,} digits (at most "
+            f'{MAX_INT_DIGITS} are accepted); send prices and ids as text, e.g. "12.50"',
+            error_class="NumberTooLarge",
+        )
+    return int(digits)
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidMessage(
+        f"message contains {name}, which is not JSON; send null for a missing number",
+        error_class="InvalidJson",
+    )
+
+
+def _too_deep() -> InvalidMessage:
+    return InvalidMessage(
+        f"message is nested more than {MAX_NESTING} levels deep; send flat product fields "
+        "(nested objects in extra at most a few levels)",
+        error_class="TooDeeplyNested",
+    )
+
+
+def _checked_tree(payload: dict[str, Any], *, repair_text: bool) -> dict[str, Any]:
+    """``payload`` with its depth checked and, when asked, lone surrogates repaired.
+
+    A lone UTF-16 surrogate (``"\\ud800"``) decodes to a ``str`` that no UTF-8 encoder
+    accepts, so every later stage would fail to publish it. Text fields get U+FFFD in
+    its place; a ``product_id`` with one is refused (an id must not change silently).
+    """
+    product_id = payload.get("product_id")
+    if repair_text and isinstance(product_id, str) and _LONE_SURROGATE.search(product_id):
+        raise InvalidMessage(
+            "product_id contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+            "escape), so it is not valid Unicode; fix the id in the feed",
+            error_class="InvalidProductId",
+        )
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _too_deep()
+        if isinstance(node, dict):
+            if repair_text and any(_LONE_SURROGATE.search(k) for k in node):
+                repaired = {_repaired(k): v for k, v in node.items()}
+                node.clear()
+                node.update(repaired)
+            for name, child in node.items():
+                if isinstance(child, dict | list):
+                    stack.append((child, depth + 1))
+                elif repair_text and isinstance(child, str):
+                    node[name] = _repaired(child)
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                if isinstance(child, dict | list):
+                    stack.append((child, depth + 1))
+                elif repair_text and isinstance(child, str):
+                    node[index] = _repaired(child)
     return payload
+
+
+def _repaired(text: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _validate(payload: dict[str, Any]) -> RawProduct:

@@ -36,6 +36,7 @@ import tritonclient.grpc as grpc_client
 import tritonclient.grpc.aio as grpc_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from catstream.backoff import Backoff
 from catstream.logs import get_logger
 from catstream.metrics import TRITON_ERRORS, TRITON_SECONDS
 from catstream.settings import Settings
@@ -75,22 +76,10 @@ class TritonServerError(TritonError):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt ``n`` waits about ``base * 2**n``, capped."""
+class RetryPolicy(Backoff):
+    """How often to retry an unavailable Triton, on catstream's one back-off schedule."""
 
     retries: int = 5
-    base_delay_s: float = 0.1
-    max_delay_s: float = 5.0
-
-    def delay_s(self, retry: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based).
-
-        "Equal jitter": half the capped exponential delay is fixed, half random, so
-        clients that failed together do not all come back at the same instant, yet
-        every client still waits at least half the backoff.
-        """
-        capped = min(self.max_delay_s, self.base_delay_s * (2**retry))
-        return capped / 2 + rng.uniform(0, capped / 2)
 
 
 def classify(error: BaseException) -> type[TritonError]:

@@ -1,4 +1,4 @@
-"""Readiness checks for the four services the worker needs.
+"""Readiness checks for the four services the worker needs, and for the process itself.
 
 Each check is an ``async () -> bool`` that answers within a couple of seconds;
 ``False`` or an exception means the service is not ready. Blocking clients
@@ -15,7 +15,9 @@ from typing import Any
 
 import aiohttp
 
+from catstream.errors import CatstreamError
 from catstream.kafka_config import librdkafka_config
+from catstream.liveness import LIVENESS, Liveness
 from catstream.settings import Settings
 from workers.elasticsearch_index import elasticsearch_client
 
@@ -24,8 +26,9 @@ CHECK_TIMEOUT_S = 3.0
 
 
 def default_health_checks(settings: Settings) -> dict[str, HealthCheck]:
-    """Kafka, Triton, Milvus and Elasticsearch, as configured in ``settings``."""
+    """Kafka, Triton, Milvus and Elasticsearch, as configured in ``settings``, and the process."""
     return {
+        "process": process_check(LIVENESS),
         "kafka": lambda: asyncio.to_thread(_kafka_answers, settings),
         "triton": lambda: _triton_ready(settings),
         "milvus": lambda: asyncio.to_thread(_milvus_answers, settings),
@@ -53,6 +56,26 @@ async def _timed(check: HealthCheck) -> dict[str, Any]:
     if error is not None:
         result["error"] = error
     return result
+
+
+class ProcessUnfit(CatstreamError):
+    """The process is stopping or one of its components is down."""
+
+
+def process_check(liveness: Liveness) -> HealthCheck:
+    """Not ready while a dead-letter guard is stopping the process or a sink is down."""
+
+    async def check() -> bool:
+        stopping, problems = liveness.stopping, liveness.problems
+        if stopping:
+            raise ProcessUnfit(
+                "stopping: " + "; ".join(f"{name}: {why}" for name, why in stopping.items())
+            )
+        if problems:
+            raise ProcessUnfit("; ".join(f"{name}: {why}" for name, why in problems.items()))
+        return True
+
+    return check
 
 
 def _kafka_answers(settings: Settings) -> bool:

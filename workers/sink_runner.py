@@ -1,10 +1,13 @@
 """Runs a sink as a Kafka consumer loop with at-least-once delivery.
 
 Each round: consume up to ``batch_size`` records (or wait ``batch_wait_s``),
-``add`` them to the sink, ``flush`` with back-off until it succeeds, and only
-then commit the offsets. A record the sink rejects as invalid goes to the
-dead-letter topic (and its offset is committed with the rest). A crash between
-flush and commit replays the batch; sinks are idempotent by product id.
+``add`` them to the sink, ``flush`` with back-off until it succeeds, confirm
+that every dead letter of the batch was delivered, and only then commit the
+offsets. What happens to a record ``add`` fails on is the one error path of
+every stage (``catstream.deadletters``): invalid → dead letter with its
+reason; any other exception → a ``ProcessingBug`` dead letter, counted by the
+guard, which stops the process when it trips. A crash between flush and commit
+replays the batch; sinks are idempotent by product id.
 
 Static group membership (``group.instance.id``) lets a killed sink rejoin its
 partitions at once instead of waiting for a session timeout the local broker
@@ -13,21 +16,31 @@ never enforces.
 
 from __future__ import annotations
 
-import json
-import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from catstream.deadletters import dead_letter_event
-from catstream.errors import InvalidMessage, RecoverableError
+from catstream.backoff import Backoff, retry_blocking
+from catstream.deadletters import (
+    DeadLetterPolicy,
+    DeadLetterProducer,
+    Disposition,
+    SourceMessage,
+    disposition,
+)
+from catstream.errors import DeadLetterLimitExceeded
 from catstream.kafka_config import librdkafka_config
+from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
-from catstream.metrics import DEAD_LETTERS, DEGRADED, EVENTS, SINK_RETRIES, STAGE_SECONDS
+from catstream.metrics import EVENTS, SINK_RETRIES, STAGE_SECONDS
 from catstream.settings import Settings
 from workers.sink import Sink, SinkMessage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,7 +76,13 @@ class SinkRunner:
                 },
             )
         )
-        self.dead_letters = Producer(librdkafka_config(self.settings, **{"linger.ms": 5}))
+        self.policy = DeadLetterPolicy(self.sink.name, self.settings)
+        self.dead_letters = DeadLetterProducer(
+            self.policy,
+            Producer(librdkafka_config(self.settings, **{"linger.ms": 5})),
+            self.settings.topic("deadletter"),
+        )
+        self.backoff = Backoff(base_delay_s=0.2, max_delay_s=self.config.max_backoff_s)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -74,14 +93,17 @@ class SinkRunner:
         try:
             while not self._stopping.is_set():
                 self.run_once()
+        except DeadLetterLimitExceeded as exc:
+            # Nothing of this batch is committed; the restarted process handles it again.
+            LIVENESS.stop_process(self.sink.name, str(exc))
         finally:
             self.consumer.close()
-            self.dead_letters.flush(10)
+            self.dead_letters.producer.flush(10)
             self.sink.close()
             self.log.info("sink_stopped")
 
     def run_once(self) -> int:
-        """One consume → add → flush → commit round; returns records handled."""
+        """One consume → add → flush → confirm dead letters → commit round; returns records."""
         records = self.consumer.consume(self.config.batch_size, self.config.batch_wait_s)
         batch = [r for r in records if self._is_record(r)]
         if not batch:
@@ -89,8 +111,10 @@ class SinkRunner:
         started = time.perf_counter()
         for record in batch:
             self._add(record)
-        self._flush_until_done()
-        self.consumer.commit(offsets=_next_offsets(batch), asynchronous=False)
+        self._until_done(self.sink.flush, self.sink.name)
+        # The dead letters must be durable before the offsets they replace are committed.
+        self._until_done(self.dead_letters.confirm, "kafka")
+        self._commit(batch)
         STAGE_SECONDS.labels(stage=self.sink.name).observe(time.perf_counter() - started)
         EVENTS.labels(stage=self.sink.name, outcome="written").inc(len(batch))
         return len(batch)
@@ -113,56 +137,28 @@ class SinkRunner:
             timestamp_ms=record.timestamp()[1],
         )
         try:
-            self.sink.add(message)
-        except InvalidMessage as exc:
-            self._dead_letter(message, exc)
+            self._until_done(lambda: self.sink.add(message), self.sink.name)
+            self.policy.ok()
+        except Exception as exc:
+            if disposition(exc) is Disposition.RETRY:
+                raise  # shutting down mid-retry: nothing is committed
+            self.dead_letters.publish(SourceMessage.of(message), exc)
 
-    def _dead_letter(self, message: SinkMessage, exc: InvalidMessage) -> None:
-        self.log.warning(
-            "dead_lettered",
-            product_id=message.product_id,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            reason=exc.reason,
-        )
-        event = dead_letter_event(
-            value=message.value,
-            key=message.key,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            stage=self.sink.name,
-            error_class=exc.error_class,
-            reason=exc.reason,
-        )
-        self.dead_letters.produce(
-            self.settings.topic("deadletter"),
-            key=message.key,
-            value=json.dumps(event.model_dump(mode="json")).encode(),
-        )
-        # The dead letter must be durable before the offset it replaces is committed.
-        self.dead_letters.flush(30)
-        DEAD_LETTERS.labels(stage=self.sink.name, error=exc.error_class).inc()
+    def _commit(self, batch: list[Message]) -> None:
+        try:
+            self.consumer.commit(offsets=_next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # Not committing never loses a record: after the rebalance (or restart) that
+            # caused this, the batch is delivered again and rewritten idempotently.
+            self.log.warning("commit_failed", error=str(exc))
 
-    def _flush_until_done(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                self.sink.flush()
-                DEGRADED.labels(dependency=self.sink.name).set(0)
-                return
-            except RecoverableError as exc:
-                attempt += 1
-                delay = min(self.config.max_backoff_s, 0.2 * 2**attempt) * random.uniform(0.5, 1)
-                DEGRADED.labels(dependency=self.sink.name).set(1)
-                SINK_RETRIES.labels(sink=self.sink.name).inc()
-                self.log.warning(
-                    "flush_retry", attempt=attempt, delay_s=round(delay, 2), error=str(exc)
-                )
-                if self._stopping.wait(delay):
-                    # Shutting down mid-outage: leave offsets uncommitted; the batch replays.
-                    raise
+    def _until_done(self, call: Callable[[], T], dependency: str) -> T:
+        def wait(delay: float) -> bool:
+            SINK_RETRIES.labels(sink=self.sink.name).inc()
+            # Shutting down mid-outage: leave offsets uncommitted; the batch replays.
+            return not self._stopping.wait(delay)
+
+        return retry_blocking(call, dependency=dependency, wait=wait, backoff=self.backoff)
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:

@@ -7,6 +7,13 @@ slow Triton backs the stream up instead of growing memory. Batches complete in
 any order but are published and acked in the order they were taken, so every
 product's outputs stay in order and an offset is acked only after all its
 outputs were sent.
+
+Failures follow the one error path (``catstream.deadletters``): Triton being
+unavailable is retried inside the step; a batch that fails for any other
+reason is run again product by product, and a product that still fails is
+dead-lettered (``ProcessingBug`` unless it is the product's fault). Should the
+task that publishes batches die, or a dead-letter guard trip, the agent stops
+the process (non-zero exit) instead of waiting on a queue nobody empties.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ import faust
 from faust.streams import _current_event
 from pydantic import ValidationError
 
-from catstream.deadletters import dead_letter_event
-from catstream.errors import InvalidMessage
+from catstream.deadletters import DeadLetterPolicy, DeadLetterTopic, SourceMessage
+from catstream.errors import DeadLetterLimitExceeded, InvalidMessage
+from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
-from catstream.metrics import DEAD_LETTERS, EVENTS
+from catstream.metrics import EVENTS
 from catstream.settings import Settings
 from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
@@ -38,26 +46,43 @@ from triton_models.triton_client import TritonClient
 
 log = get_logger(__name__, stage=STAGE)
 
-# A started batch: its inference task, the events to ack, and the changed product ids.
-_Pending = tuple[asyncio.Task[BatchOutputs], list[Any], list[str]]
+# A started batch: its inference task, its products, the events to ack, and the
+# changed product ids.
+_Pending = tuple[asyncio.Task[BatchOutputs], list[NormalisedProduct], list[Any], list[str]]
 
 
 class InferAgent:
-    """Batches, pipelining and Kafka plumbing around ``InferenceStep``."""
+    """Batches, pipelining and Kafka plumbing around ``InferenceStep``.
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    ``topics``, ``last_predictions`` and ``step`` are made from ``app`` unless given
+    (the unit tests give in-memory ones).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        settings: Settings,
+        *,
+        topics: dict[str, Any] | None = None,
+        last_predictions: Any = None,
+        step: InferenceStep | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
-        self.topics = {
+        self.topics = topics or {
             key: product_topic(app, settings, key)
             for key in ("predictions", "embeddings", "review", "deadletter")
         }
-        self.last_predictions = app.Table(
-            "last-prediction", default=None, partitions=settings.topic_partitions
+        self.last_predictions = (
+            last_predictions
+            if last_predictions is not None
+            else app.Table("last-prediction", default=None, partitions=settings.topic_partitions)
         )
+        self.policy = DeadLetterPolicy(STAGE, settings)
+        self.dead_letters = DeadLetterTopic(self.policy, self.topics["deadletter"])
         self.contiguity = PartitionContiguity(STAGE)
         self.in_flight: Counter[str] = Counter()  # changed products still being inferred
-        self.step: InferenceStep | None = None
+        self.step: InferenceStep | None = step
         self.stream: Any = None
 
     def _build_step(self) -> InferenceStep:
@@ -84,21 +109,42 @@ class InferAgent:
             maxsize=max(1, self.settings.max_batches_in_flight - 1)
         )
         finisher = asyncio.ensure_future(self._finish_in_order(pending))
-        within = self.settings.batch_max_wait_ms / 1000
+        taker = asyncio.ensure_future(self._take(stream, pending))
         try:
-            async for events in stream.noack_take(self.settings.batch_max_products, within=within):
-                if finisher.done():
-                    finisher.result()  # re-raise what stopped it: never hang silently
-                batch, admitted = await self._admit(list(events))
-                if admitted:
-                    await pending.put(self._start(batch, admitted))
+            # Whichever ends first decides: the taker ends with the stream; the
+            # finisher only ends by failing, and then nothing would ever be acked again.
+            await asyncio.wait({finisher, taker}, return_when=asyncio.FIRST_COMPLETED)
+            if finisher.done():
+                self._stop_process(finisher.exception())
+                await asyncio.Event().wait()  # hold, acking nothing, until shutdown cancels us
+            await taker
         finally:
             finisher.cancel()
+            taker.cancel()
+
+    def _stop_process(self, error: BaseException | None) -> None:
+        if isinstance(error, DeadLetterLimitExceeded):
+            reason = str(error)
+        else:
+            reason = (
+                f"the infer agent's publishing task failed with {type(error).__name__}: {error}; "
+                "this is a catstream bug (report it with the worker log); the process restarts "
+                "and handles the unacknowledged batches again"
+            )
+            log.error("infer_finisher_failed", exc_info=error)
+        LIVENESS.stop_process(STAGE, reason)
+
+    async def _take(self, stream: Any, pending: asyncio.Queue[_Pending]) -> None:
+        within = self.settings.batch_max_wait_ms / 1000
+        async for events in stream.noack_take(self.settings.batch_max_products, within=within):
+            batch, admitted = await self._admit(list(events))
+            if admitted:
+                await pending.put(self._start(batch, admitted))
 
     async def _finish_in_order(self, pending: asyncio.Queue[_Pending]) -> None:
         while True:
-            task, events, changed = await pending.get()
-            await self._finish(task, events, changed)
+            task, products, events, changed = await pending.get()
+            await self._finish(task, products, events, changed)
 
     async def _admit(self, events: list[Any]) -> tuple[list[NormalisedProduct], list[Any]]:
         """Decode the events that are next in their partition; dead-letter undecodable ones."""
@@ -111,8 +157,8 @@ class InferAgent:
             admitted.append(event)
             try:
                 products.append(_decode(message))
-            except InvalidMessage as exc:
-                await self._dead_letter_message(message, exc)
+            except Exception as exc:  # invalid, or a bug: the one error path decides
+                await self._dead_letter(message, exc)
         return products, admitted
 
     def _start(self, products: list[NormalisedProduct], events: list[Any]) -> _Pending:
@@ -128,19 +174,44 @@ class InferAgent:
         self.in_flight.update(changed)
         assert self.step is not None
         task = asyncio.ensure_future(self.step.run(products, self.last_predictions.get))
-        return task, events, changed
+        return task, products, events, changed
 
     async def _finish(
-        self, task: asyncio.Task[BatchOutputs], events: list[Any], changed: list[str]
+        self,
+        task: asyncio.Task[BatchOutputs],
+        products: list[NormalisedProduct],
+        events: list[Any],
+        changed: list[str],
     ) -> None:
         try:
-            outputs = await task
+            try:
+                outputs = await task
+            except Exception as exc:  # not recoverable (the step retries those itself)
+                log.warning("batch_failed_retrying_one_by_one", error=repr(exc)[:300])
+                outputs = await self._one_by_one(products)
         finally:
             self.in_flight.subtract(changed)
             self.in_flight += Counter()  # drop zero counts
         await self._publish(outputs, events)
         for event in events:
             await self.stream.ack(event)
+
+    async def _one_by_one(self, products: list[NormalisedProduct]) -> BatchOutputs:
+        """The batch's outputs, product by product; a product that fails is dead-lettered."""
+        assert self.step is not None
+        merged = BatchOutputs()
+        for product in products:
+            try:
+                single = await self.step.run([product], self.last_predictions.get)
+            except Exception as exc:
+                merged.dead_letters.append((product, exc))
+                continue
+            merged.predictions += single.predictions
+            merged.embeddings += single.embeddings
+            merged.review += single.review
+            merged.dead_letters += single.dead_letters
+            merged.last_predictions.update(single.last_predictions)
+        return merged
 
     async def _publish(self, outputs: BatchOutputs, events: list[Any]) -> None:
         by_product = {e.message.key.decode("utf-8", "replace"): e for e in events if e.message.key}
@@ -158,9 +229,15 @@ class InferAgent:
         for product, error in outputs.dead_letters:
             source = by_product.get(product.product_id)
             if source is not None:
-                await self._dead_letter_message(source.message, error)
+                await self._dead_letter(source.message, error)
+        for _ in range(len(events) - len(outputs.dead_letters)):
+            self.policy.ok()
         for product_id, last in outputs.last_predictions.items():
             self._remember(by_product.get(product_id), product_id, last)
+
+    async def _dead_letter(self, message: Any, error: BaseException) -> None:
+        await self.dead_letters.send(SourceMessage.of(message), error)
+        EVENTS.labels(stage=STAGE, outcome="dead_lettered").inc()
 
     def _remember(self, event: Any, product_id: str, last: dict[str, Any] | None) -> None:
         # The table's changelog partition comes from the "current event": make it the
@@ -171,31 +248,6 @@ class InferAgent:
             self.last_predictions.pop(product_id, None)
         else:
             self.last_predictions[product_id] = last
-
-    async def _dead_letter_message(self, message: Any, exc: InvalidMessage) -> None:
-        letter = dead_letter_event(
-            value=message.value,
-            key=message.key,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            stage=STAGE,
-            error_class=exc.error_class,
-            reason=exc.reason,
-        )
-        await self.topics["deadletter"].send(
-            key=message.key, value=letter.model_dump_json().encode()
-        )
-        DEAD_LETTERS.labels(stage=STAGE, error=exc.error_class).inc()
-        EVENTS.labels(stage=STAGE, outcome="dead_lettered").inc()
-        log.warning(
-            "dead_lettered",
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            error=exc.error_class,
-            reason=exc.reason,
-        )
 
 
 def _decode(message: Any) -> NormalisedProduct:

@@ -10,21 +10,36 @@ flushes the producer before committing the offset).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import faust
 
-from catstream.deadletters import DeadLetterGuard, dead_letter_event
-from catstream.errors import InvalidMessage
+from catstream.backoff import retry_async
+from catstream.deadletters import (
+    DeadLetterPolicy,
+    DeadLetterTopic,
+    Disposition,
+    SourceMessage,
+    disposition,
+)
+from catstream.errors import DeadLetterLimitExceeded, InvalidMessage
+from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
-from catstream.metrics import DEAD_LETTERS, EVENTS, STAGE_SECONDS, STALE_EVENTS
+from catstream.metrics import EVENTS, STAGE_SECONDS, STALE_EVENTS
 from catstream.settings import Settings
 from normaliser.fingerprint import fingerprint
 from normaliser.product import normalise_product
-from schemas.events import NormalisedProduct, RawProduct, parse_updated_at
+from schemas.events import NormalisedProduct, RawProduct, now_ms, parse_updated_at
 from streams.app import product_topic
-from streams.change_detection import ProductState, Verdict, judge, next_state
+from streams.change_detection import (
+    ProductState,
+    Verdict,
+    check_not_in_future,
+    judge,
+    next_state,
+)
 from streams.contiguity import PartitionContiguity
 from streams.raw_decoding import decode_raw_product
 
@@ -41,23 +56,31 @@ class NormaliseStep:
         states: Any,
         normalised: faust.TopicT,
         deadletter: faust.TopicT,
+        clock_ms: Any = now_ms,
     ) -> None:
         self.settings = settings
         self.states = states
         self.normalised = normalised
-        self.deadletter = deadletter
-        # Only failures of our own code count towards the guard: garbage input is
-        # dead-lettered forever, a normaliser that throws on everything is a bad deploy.
-        self.guard = DeadLetterGuard(settings.deadletter_max_ratio, settings.deadletter_window)
+        self.policy = DeadLetterPolicy(STAGE, settings)
+        self.dead_letters = DeadLetterTopic(self.policy, deadletter)
+        self.clock_ms = clock_ms
 
     async def handle(self, message: Any) -> str:
-        """Process one message; returns the outcome (for metrics and tests)."""
+        """Process one message; returns the outcome (for metrics and tests).
+
+        Never raises over the message itself: invalid input and bugs become dead
+        letters. Raises ``RecoverableError`` (retry it) and ``DeadLetterLimitExceeded``
+        (stop the process without committing it).
+        """
         started = time.perf_counter()
         context = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
         try:
             outcome = await self._handle(message, context)
-        except InvalidMessage as exc:
-            await self._dead_letter(message, exc, context)
+            self.policy.ok()
+        except Exception as exc:
+            if disposition(exc) is Disposition.RETRY:
+                raise
+            await self.dead_letters.send(SourceMessage.of(message), exc)
             outcome = "dead_lettered"
         EVENTS.labels(stage=STAGE, outcome=outcome).inc()
         STAGE_SECONDS.labels(stage=STAGE).observe(time.perf_counter() - started)
@@ -67,8 +90,12 @@ class NormaliseStep:
         if message.value is None:
             return await self._delete(_key_text(message.key), None, context)
         raw = decode_raw_product(message.key, message.value, self.settings.max_message_bytes)
+        updated_at = parse_updated_at(raw.updated_at)
+        check_not_in_future(
+            updated_at, self.clock_ms(), int(self.settings.updated_at_max_skew_s * 1000)
+        )
         if raw.op == "delete":
-            return await self._delete(raw.product_id, parse_updated_at(raw.updated_at), context)
+            return await self._delete(raw.product_id, updated_at, context)
         product = self._normalise(raw)
         previous = ProductState.from_dict(self.states.get(product.product_id))
         verdict = judge(previous, product.updated_at, product.fingerprint)
@@ -76,25 +103,18 @@ class NormaliseStep:
             STALE_EVENTS.inc()
             log.info("stale_dropped", product_id=product.product_id, **context)
             return "stale"
+        product = product.model_copy(update={"changed": verdict is Verdict.CHANGED})
+        # Encoded before the state changes: a product that cannot be published leaves
+        # the table as it was (and becomes a dead letter).
+        await self._publish(product)
         self.states[product.product_id] = next_state(
             previous, product.updated_at, product.fingerprint
         ).as_dict()
-        product = product.model_copy(update={"changed": verdict is Verdict.CHANGED})
-        await self._publish(product)
-        self.guard.record(False)
         return verdict.value
 
     def _normalise(self, raw: RawProduct) -> NormalisedProduct:
-        try:
-            product = normalise_product(raw, max_chars=self.settings.field_max_chars)
-            digest = fingerprint(product, self.settings.categorisation_fields)
-        except Exception as exc:  # a bug in our code, not in the input
-            self.guard.record(True)
-            raise InvalidMessage(
-                f"normaliser failed with {type(exc).__name__}: {exc}; this is a catstream bug: "
-                "report it with this dead letter, then replay with catstream deadletter replay",
-                error_class="NormaliserError",
-            ) from exc
+        product = normalise_product(raw, max_chars=self.settings.field_max_chars)
+        digest = fingerprint(product, self.settings.categorisation_fields)
         return product.model_copy(update={"fingerprint": digest})
 
     async def _delete(
@@ -114,10 +134,14 @@ class NormaliseStep:
             STALE_EVENTS.inc()
             log.info("stale_delete_dropped", product_id=product_id, **context)
             return "stale"
-        self.states[product_id] = next_state(previous, updated_at, None).as_dict()
         await self._publish(
             NormalisedProduct(product_id=product_id, op="delete", updated_at=updated_at)
         )
+        # A deleted product's state is dropped, so the table holds live products only
+        # (a changelog tombstone). An upsert older than the delete that arrives later is
+        # then accepted as new; the sinks' own version checks order it.
+        if product_id in self.states:
+            del self.states[product_id]
         return "deleted"
 
     async def _publish(self, product: NormalisedProduct) -> None:
@@ -126,26 +150,15 @@ class NormaliseStep:
             value=product.model_dump_json().encode("utf-8"),
         )
 
-    async def _dead_letter(
-        self, message: Any, exc: InvalidMessage, context: dict[str, Any]
-    ) -> None:
-        event = dead_letter_event(
-            value=message.value,
-            key=message.key,
-            stage=STAGE,
-            error_class=exc.error_class,
-            reason=exc.reason,
-            **context,
-        )
-        await self.deadletter.send(key=message.key, value=event.model_dump_json().encode("utf-8"))
-        DEAD_LETTERS.labels(stage=STAGE, error=exc.error_class).inc()
-        log.warning(
-            "dead_lettered",
-            product_id=_key_text(message.key),
-            error=exc.error_class,
-            reason=exc.reason,
-            **context,
-        )
+
+async def run_normalise(step: NormaliseStep, message: Any) -> bool:
+    """Handle ``message`` until done; False when the process is stopping (do not ack it)."""
+    try:
+        await retry_async(lambda: step.handle(message), dependency="kafka")
+    except DeadLetterLimitExceeded as exc:
+        LIVENESS.stop_process(STAGE, str(exc))
+        return False
+    return True
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -181,7 +194,10 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
             message = event.message
             if not await contiguity.admit(app.consumer, message.tp, message.offset):
                 continue
-            await step.handle(message)
+            if not await run_normalise(step, message):
+                # The guard tripped: hold here, never acking past this message, until
+                # the shutdown it started cancels the agent.
+                await asyncio.Event().wait()
             await events.ack(event)
 
     return step
