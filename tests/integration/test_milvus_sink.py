@@ -32,6 +32,7 @@ from workers.milvus_collection import (
     TEXT_DIM,
     CollectionMismatch,
     CollectionSpec,
+    FilterTemplatesUnsupported,
     connect,
     count_rows,
     ensure_collection,
@@ -226,8 +227,9 @@ def _free_port() -> int:
 class MilvusLiteServer:
     """A milvus-lite gRPC server this test owns, so it can stop and restart it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, plain: bool = False) -> None:
         self.data_dir = data_dir
+        self.plain = plain  # milvus-lite's own `milvus-lite server`, without filter templates
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -236,10 +238,13 @@ class MilvusLiteServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = Path(sys.executable).parent / "milvus-lite"
+        # The stack's milvus-lite server: it binds filter templates, as real Milvus does.
+        server = [sys.executable, "-m", "deploy.services.milvus_lite_server"]
+        if self.plain:
+            server = [str(Path(sys.executable).parent / "milvus-lite"), "server"]
         address = ["--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [str(binary), "server", "--data-dir", str(self.data_dir), *address],
+            [*server, "--data-dir", str(self.data_dir), *address],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -284,8 +289,8 @@ def test_a_dead_milvus_delays_the_sink_but_loses_nothing(
 
         own_milvus.stop()
         produce(settings, list(second))
-        wait_for(lambda: milvus_retries() > retries_before, "the sink to start retrying")
-        time.sleep(2)
+        # Several failed attempts, however long each takes: nothing may be committed meanwhile.
+        wait_for(lambda: milvus_retries() >= retries_before + 3, "the sink to retry three times")
         assert not consumed_everything(settings), "offsets were committed while Milvus was down"
 
         own_milvus.start()
@@ -410,3 +415,17 @@ def test_an_older_embedding_never_replaces_a_newer_row(sink_settings: Settings) 
     assert (rows["p2"]["model_version"], rows["p2"]["updated_at"]) == ("newer", 2_000_000)
     # An equal version is applied (a replay, or a re-embedding by a new model).
     assert rows["p3"]["model_version"] == "same version again"
+
+
+def test_a_milvus_that_ignores_filter_templates_is_refused_with_what_to_run(
+    topic_settings: Settings, tmp_path: Path
+) -> None:
+    """catstream never pastes ids as a fallback: such a server is a configuration error."""
+    plain = MilvusLiteServer(tmp_path / "plain", plain=True)
+    plain.start()
+    try:
+        settings = topic_settings.model_copy(update={"milvus_uri": plain.uri})
+        with pytest.raises(FilterTemplatesUnsupported, match=r"Milvus 2\.5 or newer"):
+            ensure_collection(connect(settings), CollectionSpec.from_settings(settings))
+    finally:
+        plain.stop()
