@@ -62,10 +62,6 @@ class CollectionMismatch(CatstreamError):
     """An existing collection has a schema this code cannot write to."""
 
 
-class FilterTemplatesUnsupported(CatstreamError):
-    """The Milvus server ignores ``filter_params``: catstream will not paste ids instead."""
-
-
 def quiet_pymilvus() -> None:
     """pymilvus logs every failed RPC with a traceback at ERROR; catstream logs
     its own retries, so during an outage that would only bury the useful lines."""
@@ -140,27 +136,8 @@ def ensure_collection(client: MilvusClient, spec: CollectionSpec) -> None:
             _create(client, spec)
         _check_existing(client, spec)
         client.load_collection(spec.name)
-        check_filter_templates(client, spec.name)
     except MilvusException as exc:
         raise RecoverableError("milvus", f"preparing collection {spec.name!r}: {exc}") from exc
-
-
-def check_filter_templates(client: MilvusClient, name: str) -> None:
-    """Fail loudly unless the server binds ``filter_params`` (Milvus 2.5+ and the local
-    stack's milvus-lite server do; plain ``milvus-lite server`` does not): every filter
-    catstream sends is a template, so such a server would reject each one, forever."""
-    try:
-        client.query(
-            name, filter="product_id in {ids}", filter_params={"ids": []}, limit=1, timeout=30
-        )
-    except MilvusException as exc:
-        if "{" not in str(exc):
-            raise
-        raise FilterTemplatesUnsupported(
-            f"the Milvus server at this URI does not bind filter templates ({exc}): run "
-            "Milvus 2.5 or newer, or the local stack's server (`catstream stack up`, or "
-            "`python -m deploy.services.milvus_lite_server`) instead of `milvus-lite server`"
-        ) from exc
 
 
 def _create(client: MilvusClient, spec: CollectionSpec) -> None:

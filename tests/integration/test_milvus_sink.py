@@ -32,11 +32,11 @@ from workers.milvus_collection import (
     TEXT_DIM,
     CollectionMismatch,
     CollectionSpec,
-    FilterTemplatesUnsupported,
     connect,
     count_rows,
     ensure_collection,
 )
+from workers.milvus_filters import binds_templates
 from workers.milvus_sink import build_milvus_sink_runner, run_milvus_sink
 from workers.sink_runner import SinkRunner
 
@@ -417,15 +417,34 @@ def test_an_older_embedding_never_replaces_a_newer_row(sink_settings: Settings) 
     assert rows["p3"]["model_version"] == "same version again"
 
 
-def test_a_milvus_that_ignores_filter_templates_is_refused_with_what_to_run(
-    topic_settings: Settings, tmp_path: Path
+def test_a_milvus_without_filter_templates_gets_escaped_literals_with_the_same_effect(
+    sink_settings: Settings, tmp_path: Path
 ) -> None:
-    """catstream never pastes ids as a fallback: such a server is a configuration error."""
+    """Plain ``milvus-lite server`` (like Milvus before 2.5) ignores filter_params: the
+    sink renders the same filters with escaped literals, and ids stay data."""
     plain = MilvusLiteServer(tmp_path / "plain", plain=True)
     plain.start()
     try:
-        settings = topic_settings.model_copy(update={"milvus_uri": plain.uri})
-        with pytest.raises(FilterTemplatesUnsupported, match=r"Milvus 2\.5 or newer"):
-            ensure_collection(connect(settings), CollectionSpec.from_settings(settings))
+        settings = sink_settings.model_copy(update={"milvus_uri": plain.uri})
+        client = connect(settings)
+        ensure_collection(client, CollectionSpec.from_settings(settings))
+        assert not binds_templates(client, settings.milvus_collection)
+        stack_client = connect(sink_settings)  # the stack's server binds them
+        ensure_collection(stack_client, CollectionSpec.from_settings(sink_settings))
+        assert binds_templates(stack_client, sink_settings.milvus_collection)
+        rng = random.Random(10)
+        plain_ids = [f"p{i}" for i in range(10)]
+        events = {pid: embedding_event(pid, rng) for pid in [*plain_ids, *HOSTILE_IDS]}
+        older = {**events["p0"], "model_version": "older", "updated_at": 1}
+        with RunningSink(settings) as sink:
+            produce(settings, list(events.items()))
+            wait_for(lambda: consumed_everything(settings), "the upserts")
+            produce(settings, [("p0", older), ("x'] or product_id not in ['-absent", None)])
+            produce(settings, [(pid, None) for pid in HOSTILE_IDS])
+            wait_for(lambda: consumed_everything(settings), "the deletes")
+        assert not sink.errors
+        rows = client.query(settings.milvus_collection, filter="", output_fields=["*"])
+        assert {r["product_id"] for r in rows} == set(plain_ids)
+        assert next(r for r in rows if r["product_id"] == "p0")["model_version"] == "v1"
     finally:
         plain.stop()
