@@ -176,6 +176,7 @@ def test_status_command_prints_urls_but_never_secrets(local_stack: RunningStack)
         "CATSTREAM_KAFKA_SASL_PASSWORD": secret,
         "CATSTREAM_ELASTICSEARCH_PASSWORD": secret,
         "CATSTREAM_MILVUS_TOKEN": secret,
+        "CATSTREAM_ELASTICSEARCH_URL": f"https://elastic:{secret}@es.example.internal:9200",
     }
     result = subprocess.run(
         [sys.executable, "-m", "catstream.cli", "stack", "status"],
