@@ -21,8 +21,11 @@ from typing import Any
 MASK = "***"
 # Scheme, then userinfo up to the last "@" before the host (a password may hold "@").
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#@]*(?:@[^\s/?#@]*)*@")
+# A key with a secret's name as one of its ``_``-separated words (``sasl_password``,
+# ``token``, ``api_key``), not merely inside a word (``tokens``, ``tokenizer``).
 _SECRET_KEY = re.compile(
-    r"pass(word|wd)?$|secret|token|api_?key|authori[sz]ation|credential", re.IGNORECASE
+    r"(^|_)(pass|password|passwd|secret|token|api_?key|authori[sz]ation|credentials?)(_|$)",
+    re.IGNORECASE,
 )
 # Shorter values are too likely to be ordinary words to mask everywhere.
 MIN_SECRET_CHARS = 4

@@ -13,13 +13,11 @@ is stored (equal is applied: a replay, or a re-embedding by a new model, of the
 same version). Products are keyed, so one sink instance owns a product's
 partition and nothing writes between that read and the upsert.
 
+Milvus replaces a row on upsert of the same primary key, so a replay after a
+crash rewrites the same rows and never duplicates them.
+
 Ids are data: rows are read and deleted with parameterised filters
-(``product_id in {ids}`` with ``filter_params``), never with an expression
-built from the ids. (pymilvus' own ``get(ids=)``/``delete(ids=)`` paste the ids
-between single quotes, so an id like ``x'] or product_id not in ['`` would
-delete every row.) Milvus replaces a row on upsert of
-the same primary key, so a replay after a crash rewrites the same rows and
-never duplicates them.
+(``workers/milvus_filters.py``), never with an expression pasted from the ids.
 
 Any Milvus failure during ``flush`` is a ``RecoverableError``: the buffer is
 kept, the runner backs off and retries, and offsets are not committed until
@@ -52,6 +50,7 @@ from workers.milvus_collection import (
     connect,
     ensure_collection,
 )
+from workers.milvus_filters import Filter, binds_templates
 from workers.sink import SinkMessage
 from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
@@ -202,6 +201,7 @@ class MilvusSink:
         self.log = get_logger(__name__, sink=self.name, collection=self.spec.name)
         self._buffer: dict[str, Row | None] = {}
         self._client: MilvusClient | None = None
+        self._server_binds = True  # whether Milvus binds filter_params; asked on connect
 
     def add(self, message: SinkMessage) -> None:
         product_id, row = parse_message(message, self.spec)
@@ -232,11 +232,9 @@ class MilvusSink:
             for chunk in _chunks(upserts, self.settings.milvus_batch_size):
                 client.upsert(self.spec.name, chunk, timeout=WRITE_TIMEOUT_S)
             for chunk in _chunks(deletes, self.settings.milvus_batch_size):
+                by_id = Filter("product_id in {ids}", {"ids": chunk})
                 client.delete(
-                    self.spec.name,
-                    filter="product_id in {ids}",
-                    filter_params={"ids": chunk},
-                    timeout=WRITE_TIMEOUT_S,
+                    self.spec.name, **by_id.kwargs(self._server_binds), timeout=WRITE_TIMEOUT_S
                 )
         except MILVUS_ERRORS as exc:
             # Keep the buffer: the retry rewrites all of it (upserts are idempotent).
@@ -261,10 +259,10 @@ class MilvusSink:
         """product id → the ``updated_at`` Milvus holds, for those of ``product_ids`` it has."""
         stored: dict[str, int] = {}
         for chunk in _chunks(product_ids, self.settings.milvus_batch_size):
+            by_id = Filter("product_id in {ids}", {"ids": chunk})
             rows = client.query(
                 self.spec.name,
-                filter="product_id in {ids}",
-                filter_params={"ids": chunk},
+                **by_id.kwargs(self._server_binds),
                 output_fields=["updated_at"],
                 consistency_level="Strong",
                 timeout=WRITE_TIMEOUT_S,
@@ -285,6 +283,7 @@ class MilvusSink:
         if self._client is None:
             client = connect(self.settings)
             ensure_collection(client, self.spec)
+            self._server_binds = binds_templates(client, self.spec.name)
             self._client = client
         return self._client
 

@@ -32,6 +32,7 @@ from workers.milvus_collection import (
     CollectionSpec,
     connect,
 )
+from workers.milvus_filters import Filter, binds_templates
 from workers.milvus_sink import MILVUS_ERRORS
 
 SimilarBy = Literal["text", "image", "both"]
@@ -84,19 +85,6 @@ def check_request(k: int, level: int, by: str) -> None:
         raise SimilarError(f"by={by!r} is not supported: use one of {', '.join(SIMILAR_BY)}")
 
 
-@dataclass(frozen=True)
-class Filter:
-    """A Milvus filter expression and the values it binds (pymilvus ``filter_params``):
-    values are never pasted into the expression, so an id cannot change its meaning."""
-
-    expr: str
-    params: dict[str, Any]
-
-    def also(self, clause: str) -> Filter:
-        """This filter and ``clause`` (a constant expression without values)."""
-        return Filter(f"{self.expr} and {clause}", self.params)
-
-
 def category_filter(query: Query, level: int) -> Filter:
     """The Milvus filter: same category at ``level`` (and level 1, the partition
     key, so Milvus scans one partition), never the product itself."""
@@ -140,6 +128,7 @@ class SimilarProducts:
         self.spec = CollectionSpec.from_settings(settings)
         self.settings = settings
         self._client = client
+        self._server_binds: bool | None = None  # asked once per connection
         self.search_params: dict[str, Any] = {
             "metric_type": "COSINE",
             "params": INDEX_SEARCH_PARAMS[self.spec.index_type],
@@ -173,6 +162,7 @@ class SimilarProducts:
             return self._both(query, expr, k)
         except MILVUS_ERRORS as exc:
             self._client = None  # reconnect next time: the server may have restarted
+            self._server_binds = None
             raise RecoverableError(
                 "milvus", f"similar products of {product_id!r}: {exc}; retry when Milvus answers"
             ) from exc
@@ -183,11 +173,12 @@ class SimilarProducts:
                 f"Milvus collection {self.spec.name!r} does not exist yet: run the Milvus sink "
                 "(`catstream worker`) or check CATSTREAM_MILVUS_COLLECTION"
             )
-        # Not client.get(ids=...): pymilvus pastes the ids into the expression.
+        if self._server_binds is None:
+            self._server_binds = binds_templates(self.client, self.spec.name)
+        by_id = Filter("product_id == {product_id}", {"product_id": product_id})
         rows = self.client.query(
             self.spec.name,
-            filter="product_id == {product_id}",
-            filter_params={"product_id": product_id},
+            **by_id.kwargs(self._server_binds),
             output_fields=["text_vector", "image_vector", "has_image", *LEVEL_FIELDS],
             timeout=QUERY_TIMEOUT_S,
         )
@@ -212,8 +203,7 @@ class SimilarProducts:
             self.spec.name,
             data=[vector],
             anns_field=field_name,
-            filter=expr.expr,
-            filter_params=expr.params,
+            **expr.kwargs(self._server_binds is not False),
             limit=k,
             output_fields=output,
             search_params=self.search_params,

@@ -12,7 +12,7 @@ also stops gracefully on SIGTERM (drains requests, closes the data dir).
 
 It also binds filter templates (pymilvus ``filter_params``), which milvus-lite
 ignores: ``TemplatingServicer`` renders them into the expression first
-(``milvus_templates``), so catstream's parameterised filters mean on the local
+(``workers/milvus_filters.py``), so catstream's parameterised filters mean on the local
 stack what they mean on real Milvus.
 """
 
@@ -31,7 +31,7 @@ from milvus_lite.adapter.grpc.servicer import MilvusServicer
 from milvus_lite.db import MilvusLite
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
-from deploy.services.milvus_templates import TemplateError, render_proto
+from workers.milvus_filters import TemplateError, render_proto
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # as milvus-lite and Milvus standalone
 # What Milvus standalone enforces: pings allowed every 5 s, also without calls.

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ from pymilvus import MilvusClient
 
 from catstream.settings import Settings
 from deploy.services import processes
+from deploy.services.milvus import MilvusService
+from deploy.services.service import Launch
 from deploy.services.triton import repository_index, servable_models
 from deploy.stack import Stack, StackError, StackTimeouts
 from deploy.stack_cli import format_table, redact
@@ -174,6 +176,7 @@ def test_status_command_prints_urls_but_never_secrets(local_stack: RunningStack)
         "CATSTREAM_KAFKA_SASL_PASSWORD": secret,
         "CATSTREAM_ELASTICSEARCH_PASSWORD": secret,
         "CATSTREAM_MILVUS_TOKEN": secret,
+        "CATSTREAM_ELASTICSEARCH_URL": f"https://elastic:{secret}@es.example.internal:9200",
     }
     result = subprocess.run(
         [sys.executable, "-m", "catstream.cli", "stack", "status"],
@@ -329,9 +332,18 @@ def test_service_that_dies_names_its_log_and_nothing_stays_up(small_home: Path) 
     assert not broken.env_file.exists()
 
 
+class SilentMilvus(MilvusService):
+    """A milvus that starts and keeps running but never listens: it can never be healthy,
+    however fast or slow the machine (the real health probe finds nothing on the port)."""
+
+    def launch(self, ports: Mapping[str, int], data_dir: Path) -> Launch:
+        never_listens = "import sys, time; print('silent', sys.argv[1:]); time.sleep(3600)"
+        return Launch([sys.executable, "-c", never_listens, str(data_dir)])
+
+
 def test_service_not_healthy_in_time_names_its_log(small_home: Path) -> None:
-    # milvus-lite needs seconds to import and listen: half a second is never enough.
-    impatient = Stack(small_home, triton_models=[], timeouts=StackTimeouts(milvus_s=0.5, probe_s=1))
-    with pytest.raises(StackError, match=r"milvus was not healthy after .*milvus\.log"):
+    impatient = Stack(small_home, triton_models=[], timeouts=StackTimeouts(milvus_s=3, probe_s=1))
+    impatient.services["milvus"] = SilentMilvus("lite", startup_timeout_s=3)
+    with pytest.raises(StackError, match=r"milvus was not healthy after 3 s.*milvus\.log"):
         impatient.up()
     assert not _processes_mentioning(small_home)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,6 +21,7 @@ from aiohttp import web
 from PIL import Image, ImageDraw
 
 from catstream.settings import Settings
+from streams import images as images_module
 from streams.images import (
     DiskImageCache,
     FetchedImage,
@@ -139,6 +142,7 @@ class ImageServer:
         self.image = png_bytes()
         self.port = 0
         self.missing_serves_image = False
+        self.answer_slow = asyncio.Event()  # /slow.png answers only once the test is over
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -186,7 +190,7 @@ class ImageServer:
         return response
 
     async def _slow(self, request: web.Request) -> web.Response:
-        await asyncio.sleep(2.0)
+        await self.answer_slow.wait()
         return web.Response(body=self.image, content_type="image/png")
 
     async def _missing(self, request: web.Request) -> web.Response:
@@ -215,6 +219,7 @@ async def server() -> AsyncIterator[ImageServer]:
     await site.start()
     image_server.port = runner.addresses[0][1]
     yield image_server
+    image_server.answer_slow.set()
     await runner.cleanup()
 
 
@@ -223,7 +228,9 @@ def make_settings(home: Path, *, allow_private: bool = True) -> Settings:
         home=home,
         image_allow_private=allow_private,
         image_max_bytes=MAX_BYTES,
-        image_fetch_timeout_s=0.5,
+        # Generous: a loopback answer must never time out on a busy machine. The
+        # timeout test uses a server that does not answer at all.
+        image_fetch_timeout_s=30.0,
     )
 
 
@@ -249,7 +256,6 @@ async def test_fetches_an_image(server: ImageServer, fetcher: ImageFetcher) -> N
         ("/page.html", "not_an_image"),
         ("/big.png", "too_large"),
         ("/big-chunked.png", "too_large"),
-        ("/slow.png", "timeout"),
         ("/missing.png", "http_404"),
         ("/loop", "too_many_redirects"),
         ("/to-ftp", "unsupported_scheme"),
@@ -261,6 +267,14 @@ async def test_failures_carry_a_reason(
     result = await fetcher.fetch(server.url(path))
     assert isinstance(result, ImageFailure)
     assert result.reason == reason
+
+
+async def test_a_server_that_never_answers_times_out(server: ImageServer, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path).model_copy(update={"image_fetch_timeout_s": 0.5})
+    async with ImageFetcher(settings) as image_fetcher:
+        result = await image_fetcher.fetch(server.url("/slow.png"))
+    assert isinstance(result, ImageFailure)
+    assert result.reason == "timeout"
 
 
 async def test_follows_a_few_redirects(server: ImageServer, fetcher: ImageFetcher) -> None:
@@ -310,14 +324,33 @@ async def test_memory_then_disk_cache(server: ImageServer, tmp_path: Path) -> No
     assert server.hits["/img.png"] == 1
 
 
-async def test_failures_are_cached_for_a_while(server: ImageServer, tmp_path: Path) -> None:
+class SteppedClock:
+    """``streams.images``' view of ``time``, with a monotonic clock the test moves on."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+async def test_failures_are_cached_for_a_while(
+    server: ImageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The TTL passes when the test says so, not when a busy machine gets round to it.
+    clock = SteppedClock()
+    monkeypatch.setattr(images_module, "time", clock)
     url = server.url("/missing.png")
-    async with ImageFetcher(make_settings(tmp_path), negative_ttl_s=0.3) as image_fetcher:
+    async with ImageFetcher(make_settings(tmp_path), negative_ttl_s=300) as image_fetcher:
         assert (await image_fetcher.fetch(url)).ok is False
         server.missing_serves_image = True
+        clock.offset_s = 299
         assert (await image_fetcher.fetch(url)).ok is False  # still the cached failure
         assert server.hits["/missing.png"] == 1
-        await asyncio.sleep(0.35)
+        clock.offset_s = 301
         assert (await image_fetcher.fetch(url)).ok is True
     assert server.hits["/missing.png"] == 2
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from workers.milvus_filters import Filter
 from workers.similar import (
-    Filter,
     Query,
     SimilarError,
     category_filter,

@@ -62,6 +62,18 @@ def test_secret_named_keys_are_masked_in_nested_values() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "key", ["password", "sasl_password", "token", "api_key", "apikey", "secret"]
+)
+def test_keys_naming_a_secret_are_masked(key: str) -> None:
+    assert redact_value({key: "value"}) == {key: MASK}
+
+
+@pytest.mark.parametrize("key", ["tokens", "tokenizer", "bypassed", "passes", "secretary_count"])
+def test_keys_that_only_contain_such_a_word_are_kept(key: str) -> None:
+    assert redact_value({key: 3}) == {key: 3}
+
+
 def test_structlog_lines_carry_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
     secret = fresh_secret()
     Settings(elasticsearch_url=f"https://elastic:{secret}@es.prod:9200")

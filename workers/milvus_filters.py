@@ -1,15 +1,24 @@
-"""Milvus filter templates (``filter_params``) rendered for milvus-lite, which has none.
+"""Milvus filters whose values are data, never syntax.
 
-catstream never builds a filter by pasting values into it: every call passes
-``filter="product_id in {ids}", filter_params={"ids": [...]}``, and real Milvus
-(2.5+) binds the values on the server, so a value is data and never syntax.
-milvus-lite's gRPC servicer ignores ``expr_template_values``, so the local
-stack's server (``milvus_lite_server``) renders them here before milvus-lite
-parses the expression: each ``{name}`` outside a string literal becomes a
-literal of its value, strings quoted with every character milvus-lite's lexer
-treats specially escaped (``\\``, ``"``, newline, carriage return, tab).
-``tests/unit/test_milvus_templates.py`` checks with hypothesis that any string
-renders to a literal milvus-lite parses back to exactly that string.
+A filter is a template plus its values: ``Filter("product_id in {ids}", {"ids": [...]})``.
+No value is ever pasted into an expression. ``Filter.kwargs(binds)`` gives the
+arguments of a pymilvus call:
+
+* Milvus 2.5+ binds templates on the server (pymilvus ``filter_params``), and so
+  does the local stack's milvus-lite server (``deploy/services/milvus_lite_server``);
+* a server that does not (plain ``milvus-lite server``, Milvus 2.3 as
+  ``stack up --milvus standalone`` runs it) gets the expression rendered here
+  (``render``): each ``{name}`` outside a string literal becomes a literal of its
+  value, strings double-quoted with every character the Milvus and milvus-lite
+  lexers treat specially escaped (``\\``, ``"``, newline, carriage return, tab).
+
+``binds_templates(client, collection)`` asks the server which it is.
+``tests/unit/test_milvus_filters.py`` checks with hypothesis that any string
+renders to a literal milvus-lite's parser reads back as exactly that string.
+
+(pymilvus' own ``get(ids=)`` and ``delete(ids=)`` paste ids between single
+quotes, so an id like ``x'] or product_id not in ['`` once deleted every row:
+catstream never calls them.)
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from pymilvus import MilvusClient, MilvusException
 from pymilvus.grpc_gen import schema_pb2
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -27,6 +38,37 @@ _QUOTES = ('"', "'")
 
 class TemplateError(ValueError):
     """A filter template that cannot be rendered (missing or unsupported value)."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A Milvus filter expression and the values it binds."""
+
+    expr: str
+    params: dict[str, Any]
+
+    def also(self, clause: str) -> Filter:
+        """This filter and ``clause`` (a constant expression without values)."""
+        return Filter(f"{self.expr} and {clause}", self.params)
+
+    def kwargs(self, server_binds: bool) -> dict[str, Any]:
+        """``filter=`` (and ``filter_params=``) for a pymilvus call to such a server."""
+        if server_binds:
+            return {"filter": self.expr, "filter_params": self.params}
+        return {"filter": render(self.expr, self.params)}
+
+
+def binds_templates(client: MilvusClient, collection: str) -> bool:
+    """Whether the server binds ``filter_params`` (asks it with a query matching nothing)."""
+    try:
+        client.query(
+            collection, filter="product_id in {ids}", filter_params={"ids": []}, limit=1, timeout=30
+        )
+    except MilvusException as exc:
+        if "{" in str(exc):  # the parser met the placeholder itself
+            return False
+        raise
+    return True
 
 
 def string_literal(value: str) -> str:

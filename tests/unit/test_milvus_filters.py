@@ -13,7 +13,7 @@ from milvus_lite.search.filter import parse_expr
 from milvus_lite.search.filter.ast import CmpOp, InOp, IntLit, StringLit
 from pymilvus.client.prepare import Prepare
 
-from deploy.services.milvus_templates import TemplateError, render, render_proto
+from workers.milvus_filters import Filter, TemplateError, render, render_proto
 
 HOSTILE_IDS = [
     "x'] or product_id not in ['",
@@ -74,3 +74,15 @@ def test_placeholders_inside_string_literals_are_left_alone() -> None:
 def test_a_template_that_cannot_be_rendered_is_refused(expr: str) -> None:
     with pytest.raises(TemplateError):
         render(expr, {"ids": [1]})
+
+
+def test_a_filter_binds_its_values_or_renders_them_escaped() -> None:
+    by_id = Filter(
+        "product_id in {ids} and cat_l1 == {cat}", {"ids": ["x'] or 1 == 1 or ['"], "cat": 3}
+    )
+    assert by_id.kwargs(True) == {"filter": by_id.expr, "filter_params": by_id.params}
+    rendered = by_id.kwargs(False)
+    assert set(rendered) == {"filter"}
+    tree = parse_expr(rendered["filter"])
+    assert [e.value for e in tree.operands[0].values.elements] == ["x'] or 1 == 1 or ['"]
+    assert by_id.also("has_image == true").expr.endswith(" and has_image == true")
