@@ -54,6 +54,7 @@ def product_fields(product: NormalisedProduct) -> ProductFields:
         title=product.title or "",
         brand=product.brand or "",
         raw_category=category,
+        description=product.description or "",
     )
 
 

@@ -34,6 +34,7 @@ from triton_models.categoriser.metadata import (
     ModelVersionError,
     load_metadata,
     model_dir,
+    version_taxonomy,
 )
 
 STARTER_RULES = Path(__file__).with_name("rules") / "google_starter.yaml"
@@ -63,13 +64,7 @@ def _rules(args: argparse.Namespace, taxonomy: Taxonomy, settings: Settings) -> 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, dict[str, Any]]:
     metadata = load_metadata(settings.model_repository, args.version)
-    source = args.taxonomy or metadata.raw.get("taxonomy_source") or settings.taxonomy_path
-    taxonomy = Taxonomy.load(source)
-    if taxonomy.hash != metadata.taxonomy_hash:
-        raise TaxonomyError(
-            f"{source}: not the taxonomy categoriser version {metadata.version} was trained "
-            "on (hash differs); pass the training taxonomy with --taxonomy"
-        )
+    taxonomy = version_taxonomy(settings.model_repository, metadata, args.taxonomy)
     target = args.target_precision or settings.target_precision
     test = read_labels(args.labels, taxonomy)
     products = normalise_lines([(f"{t.source}:{t.line}", t.fields) for t in test])
