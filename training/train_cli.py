@@ -71,6 +71,12 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
     )
     parser.add_argument("--rules", type=Path, help="rules YAML for --unlabelled products")
     parser.add_argument("--unlabelled", type=Path, help="products to label with --rules")
+    parser.add_argument(
+        "--google-labels",
+        action="store_true",
+        help="label --unlabelled products by their feed's google_product_category "
+        "(weak labels, where it names a category of the taxonomy)",
+    )
     parser.add_argument("--images", action="store_true", help="fetch and embed product images")
     parser.add_argument(
         "--model",
@@ -127,7 +133,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         taxonomy = Taxonomy.load(args.taxonomy or settings.taxonomy_path)
-        training = load_training_set(taxonomy, args.labels, args.rules, args.unlabelled)
+        training = load_training_set(
+            taxonomy, args.labels, args.rules, args.unlabelled, google_labels=args.google_labels
+        )
     except (TaxonomyError, LabelsError, RulesError) as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2

@@ -41,10 +41,10 @@ KIND = "zero_shot"
 
 @dataclass(frozen=True)
 class ZeroShotConfig:
-    name_weight: float = 0.5  # the name's share of a category's embedding; the path has the rest
+    name_weight: float = 0.3  # the name's share of a category's embedding; the path has the rest
     scale: float = DEFAULT_SCALE
     bias: float = DEFAULT_BIAS
-    threshold: float = 0.5  # subtree mass a category needs to be served
+    threshold: float = 0.9  # subtree mass a category needs to be served
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
