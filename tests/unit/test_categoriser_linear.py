@@ -81,7 +81,8 @@ def test_known_share_is_the_share_of_seen_character_grams() -> None:
 def test_empty_product_gets_one_zero_weight_feature() -> None:
     features = TfidfFeatures.fit([ProductFields(title="train set")])
     batch = features.transform([ProductFields(), ProductFields(title="train")]).batch()
-    assert batch.offsets.tolist()[0] == 0 and len(batch) == 2
+    assert batch.offsets.tolist()[0] == 0
+    assert len(batch) == 2
     assert batch.weights[0] == 0.0
 
 
@@ -151,7 +152,8 @@ def test_in_domain_factor_scales_scores_and_keeps_consistency(taxonomy: Taxonomy
 
 def test_in_domain_fit_uses_the_quantile() -> None:
     domain = InDomain.fit(np.linspace(0.0, 1.0, 101), 0.05, 0.2)
-    assert domain.full == pytest.approx(0.05) and domain.zero == pytest.approx(-0.15)
+    assert domain.full == pytest.approx(0.05)
+    assert domain.zero == pytest.approx(-0.15)
     assert InDomain.from_dict(domain.to_dict()) == domain
 
 
@@ -174,13 +176,17 @@ def test_served_point_serves_the_deepest_node_that_clears(taxonomy: Taxonomy) ->
     assert table.depth.tolist() == [3, 3]
     point = served_point(table, 0.9)
     # Row 0 at the leaf; row 1 only "Fancy Dress" (mass 1.0), which is a true ancestor.
-    assert point.precision == 1.0 and point.served == 1.0 and point.leaf_coverage == 0.5
+    assert point.precision == 1.0
+    assert point.served == 1.0
+    assert point.leaf_coverage == 0.5
     assert served_point(table, 0.5).precision == 0.5  # row 1 served the wrong leaf
 
 
 def test_chosen_threshold_keeps_precision_on_unseen_data(taxonomy: Taxonomy) -> None:
     """Choose on one half of simulated calibrated predictions, check on the other."""
-    leaves = ids(taxonomy, "Fancy Dress > Costumes > Adults", "Fancy Dress > Masks", "Hobbies > Trains")
+    leaves = ids(
+        taxonomy, "Fancy Dress > Costumes > Adults", "Fancy Dress > Masks", "Hobbies > Trains"
+    )
     space = LabelSpace.build(taxonomy, leaves, leaves)
     rng = np.random.default_rng(0)
     n = 4000
@@ -225,9 +231,7 @@ def test_train_export_and_serve_agree(taxonomy: Taxonomy, tmp_path: Path) -> Non
     image = np.zeros((len(fields), 1280), dtype=np.float32)
     mask = np.zeros(len(fields), dtype=np.float32)
     space = LabelSpace.build(taxonomy, truth, truth)
-    model = train_linear(
-        fields, text, image, mask, truth, space, LinearTrainConfig(folds=3), 0.9
-    )
+    model = train_linear(fields, text, image, mask, truth, space, LinearTrainConfig(folds=3), 0.9)
     assert model.held_out["leaf_accuracy"] > 0.9
     from training.linear import build_network
 
@@ -237,9 +241,8 @@ def test_train_export_and_serve_agree(taxonomy: Taxonomy, tmp_path: Path) -> Non
     raw = {"format": 1, **linear_metadata(model, taxonomy, "hash")}
     metadata = ModelMetadata.from_dict(json.loads(json.dumps(raw)), 1)
     loaded = torch.jit.load(str(tmp_path / NETWORK_FILE))  # type: ignore[no-untyped-call]
-    predictor = Predictor(
-        loaded, metadata, encoder=None, tfidf=TfidfFeatures.from_dict(model.features.to_dict())  # type: ignore[arg-type]
-    )
+    tfidf = TfidfFeatures.from_dict(model.features.to_dict())
+    predictor = Predictor(loaded, metadata, encoder=None, tfidf=tfidf)  # type: ignore[arg-type]
     outputs = predictor.predict_encoded(fields, text)
     assert (outputs.top_ids[:, 0] == np.asarray(truth)).mean() == 1.0
     direct = model.weights.logits(model.features.transform(fields).matrix, text, image, mask)

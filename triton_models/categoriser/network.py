@@ -162,9 +162,9 @@ class LinearCategoriser(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(independent logits [n, labels]: zeros, unused; exclusive logits [n, leaves])."""
         logits = self.sparse(indices, offsets, per_sample_weights=weights)
-        text_weight: torch.Tensor = self.text_weight
-        image_weight: torch.Tensor = self.image_weight
-        bias: torch.Tensor = self.bias
+        text_weight: torch.Tensor = self.text_weight  # type: ignore[assignment]
+        image_weight: torch.Tensor = self.image_weight  # type: ignore[assignment]
+        bias: torch.Tensor = self.bias  # type: ignore[assignment]
         masked = image * image_mask.reshape(-1, 1)
         logits = logits + text @ text_weight + masked @ image_weight + bias
         independent = torch.zeros(
@@ -175,7 +175,7 @@ class LinearCategoriser(nn.Module):
     @torch.jit.export
     def similarity(self, text: torch.Tensor) -> torch.Tensor:
         """[n] max cosine similarity of each text embedding to a training product's."""
-        reference: torch.Tensor = self.reference
+        reference: torch.Tensor = self.reference  # type: ignore[assignment]
         if reference.shape[0] == 0:
             return torch.ones(text.shape[0], dtype=text.dtype, device=text.device)
         return (text @ reference.t()).max(dim=1).values
