@@ -13,7 +13,9 @@ The baseline is fitted on the same normalised training products.
 
 Reports per system: leaf accuracy, accuracy per level, served precision (the
 served category is the true one or a true ancestor), served share, share served
-at the true leaf, ECE, training seconds and the process's peak RSS after it.
+at the true leaf, ECE, training seconds and the process's peak RSS after it; and the
+out-of-domain test: trained on three top-level branches, the share of the other
+branches' test products that `streams.review.needs_review` sends to review.
 """
 
 from __future__ import annotations
@@ -127,7 +129,49 @@ def run(data: Path, target_precision: float, work: Path) -> dict[str, Any]:
         "held_out": {k: v for k, v in model.held_out.items()},
         "served_threshold": model.served.threshold,
     }
+    results["out_of_domain"] = out_of_domain(work)
     return results
+
+
+IN_DOMAIN_BRANCHES = ("Die-Cast & Toy Vehicles", "Figures & Playsets", "Hobbies")
+
+
+def out_of_domain(work: Path, measure: str = "margin") -> dict[str, Any]:
+    """Train on three top-level branches' training products, predict the other branches' test
+    products; the share the stream would send to review (``streams.review.needs_review``)."""
+    from streams.review import needs_review, uncertainty
+
+    taxonomy = Taxonomy.load(work / "taxonomy.txt")
+    inside = work / "inside.jsonl"
+    lines = (work / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    _write(inside, [r for r in rows if r["category"].split(" > ")[0] in IN_DOMAIN_BRANCHES])
+    test_lines = (work / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    others = [json.loads(line) for line in test_lines]
+    others = [r for r in others if r["category"].split(" > ")[0] not in IN_DOMAIN_BRANCHES]
+    training = load_training_set(taxonomy, inside)
+    encoder = shared_encoder()
+    model, seen = fit_linear(training, taxonomy, encoder, LinearTrainConfig(), 0.95, progress=False)
+    repository = work / "repository-ood"
+    (repository / "categoriser").mkdir(parents=True)
+    shutil.copyfile(CONFIG, repository / "categoriser" / "config.pbtxt")
+    predictor = Predictor.load(
+        export_linear(model, taxonomy, repository, training, seen), encoder=encoder
+    )
+    products = normalise_lines([(f"ood:{i}", r) for i, r in enumerate(others)])
+    outputs = predictor.predict([product_fields(p) for p in products])
+    review = [
+        needs_review(measure, uncertainty(measure, list(scores)), None, bool(predicted >= 0))
+        for scores, predicted in zip(outputs.top_scores, outputs.predicted_id, strict=True)
+    ]
+    return {
+        "trained_on": list(IN_DOMAIN_BRANCHES),
+        "train_products": len(training.examples),
+        "predicted_products": len(products),
+        "to_review": sum(review) / max(len(review), 1),
+        "served": float((outputs.predicted_id >= 0).mean()) if len(products) else 0.0,
+        "max_confidence": float(outputs.confidence.max()) if len(products) else 0.0,
+    }
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -151,6 +195,13 @@ def format_results(results: dict[str, Any]) -> str:
             f"{r['peak_rss_mib']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    ood = results.get("out_of_domain")
+    if ood:
+        lines.append(
+            f"out of domain (trained on {', '.join(ood['trained_on'])}; "
+            f"{ood['predicted_products']} products of the other branches): "
+            f"{ood['to_review']:.3f} to review, {ood['served']:.3f} served"
+        )
     return "\n".join(lines)
 
 

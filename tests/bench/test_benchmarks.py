@@ -86,3 +86,4 @@ def test_dev_set_categoriser_vs_linear_svc(tmp_path: Path) -> None:
     assert svc["leaf_accuracy"] > 0.7  # the reference reaches 0.791
     assert catstream["leaf_accuracy"] > svc["leaf_accuracy"]
     assert catstream["served_precision"] >= 0.95
+    assert results["out_of_domain"]["to_review"] >= 0.9
