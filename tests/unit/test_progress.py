@@ -28,7 +28,8 @@ def test_a_bar_is_drawn_only_when_asked_for_on_a_terminal() -> None:
 def test_off_a_terminal_training_logs_one_line_per_epoch(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
     examples, data, taxonomy = synthetic(20, seed=0)
     human = [e.human for e in examples if e.human is not None]
     space = LabelSpace.build(taxonomy, human, human)
@@ -37,7 +38,7 @@ def test_off_a_terminal_training_logs_one_line_per_epoch(
         model = train(examples, data, space, config, progress=True)
     epochs = [entry for entry in logs if entry["event"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [h["epoch"] for h in model.history]
-    assert "\r" not in sys.stderr.getvalue()  # no bar redraws
+    assert "\r" not in stderr.getvalue()  # no bar redraws
     with capture_logs() as quiet:
         train(examples, data, space, config, progress=False)
     assert not [entry for entry in quiet if entry["event"] == "epoch"]
