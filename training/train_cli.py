@@ -219,7 +219,9 @@ def _run_zero_shot(
     except TaxonomyError as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2
-    version_dir = export_zero_shot(taxonomy, shared_encoder(), repository)
+    version_dir = export_zero_shot(
+        taxonomy, shared_encoder(), repository, cache_dir=settings.home / "cache"
+    )
     print(
         f"exported {version_dir}: zero-shot over {len(taxonomy)} categories "
         f"({len(taxonomy.leaves())} leaves) in {time.monotonic() - started:.0f}s"

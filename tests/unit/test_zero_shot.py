@@ -157,3 +157,22 @@ def _metadata(model: Any) -> Any:
 
     data = {"format": METADATA_FORMAT, **zero_shot_metadata(model, TAXONOMY)}
     return ModelMetadata.from_dict(data, version=1)
+
+
+def test_category_embeddings_are_cached_by_their_texts(tmp_path: Path) -> None:
+    class Counting(WordsEncoder):
+        calls = 0
+
+        def encode(self, sentences: Sequence[str], progress: bool = False) -> NDArray[Any]:
+            Counting.calls += 1
+            return super().encode(sentences, progress)
+
+    counting: Any = Counting()
+    first = category_embeddings(TAXONOMY, [3, 6], counting, 0.3, cache_dir=tmp_path)
+    calls = Counting.calls
+    again = category_embeddings(TAXONOMY, [3, 6], counting, 0.3, cache_dir=tmp_path)
+    assert Counting.calls == calls  # read back, not re-encoded
+    assert np.array_equal(first, again)
+    category_embeddings(TAXONOMY, [3, 6], counting, 0.5, cache_dir=tmp_path)
+    assert Counting.calls > calls  # another weight, another entry
+    assert len(list(tmp_path.glob("*.npy"))) == 2
