@@ -174,9 +174,9 @@ def evaluate_baselines(
         taxonomy, test_ids, ids, confidences, target_precision=target_precision
     )
     svc = LinearSvcBaseline(seed=seed).fit(train, train_ids)
-    ids, confidences = svc.predict(test)
+    ids, _ = svc.predict(test)
     results["linear_svc"] = evaluate_predictions(
-        taxonomy, test_ids, ids, confidences, target_precision=target_precision
+        taxonomy, test_ids, ids, None, target_precision=target_precision
     )
     if rules is not None:
         ids, confidences = RuleBaseline(rules).predict(test)
