@@ -1,4 +1,9 @@
-"""``catstream train``: train the Wide & Deep categoriser, export a version, load it into Triton.
+"""``catstream train``: train the categoriser, export a version, load it into Triton.
+
+With human labels only (the default ``--model auto`` without ``--unlabelled``),
+the linear categoriser (``training.linear``): TF-IDF + MiniLM, one linear SVM,
+cross-fitted calibration and threshold, refitted on every label. With rule-labelled
+``--unlabelled`` products, the Wide & Deep network below.
 
     catstream train --taxonomy T --labels L [--rules R --unlabelled U] [--images]
                     [--seed S] [--epochs E] [--no-load]
@@ -80,10 +85,11 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
     parser.add_argument("--images", action="store_true", help="fetch and embed product images")
     parser.add_argument(
         "--model",
-        choices=("linear", "wide-deep"),
-        default="linear",
-        help="linear: TF-IDF + MiniLM linear SVM, refitted on all labels (default); "
-        "wide-deep: the older network",
+        choices=("auto", "linear", "wide-deep"),
+        default="auto",
+        help="linear: TF-IDF + MiniLM linear SVM on the human labels, refitted on all of "
+        "them; wide-deep: the network that also learns rule labels; auto (default): "
+        "wide-deep with --unlabelled, else linear",
     )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (TaxonomyError, LabelsError, RulesError) as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2
-    if args.model == "linear":
+    if args.model == "linear" or (args.model == "auto" and args.unlabelled is None):
         return _run_linear(args, settings, taxonomy, training, repository, started)
     config = TrainConfig(
         seed=args.seed,
