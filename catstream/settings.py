@@ -158,7 +158,8 @@ class Settings(BaseSettings):
     review_budget_per_window: int = 100
     review_window_s: float = 60.0
     review_dedup_cosine: float = 0.98
-    target_precision: float = 0.9
+    # served precision the categoriser's threshold promises (issue 9: default 0.95)
+    target_precision: float = 0.95
 
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"

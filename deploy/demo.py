@@ -8,7 +8,9 @@
 4. start the worker (normalise → infer → sinks, with the HTTP API);
 5. publish the feed and wait until every product has its prediction;
 6. print a summary: categorised, sent to review, dead letters, throughput, a
-   few predictions with their category paths, and one product's similar products.
+   few predictions with their category paths, and one product's similar products;
+7. send a phone, a LEGO set and a garden hose (outside the feed's branches)
+   through the stream and show which got a category and which went to review.
 
 The worker and its API keep running afterwards (the URL is printed);
 ``catstream stack down`` stops the stack and the demo worker.
@@ -52,6 +54,13 @@ DEMO_BRANCHES = (
 LABELLED, RULE_LABELLED = 800, 800
 STARTER_RULES = PROJECT_ROOT / "training" / "rules" / "google_starter.yaml"
 SENTINEL = "demo-sentinel"
+# Products from outside the demo feed's branches, sent through the stream at the end:
+# each must get a sensible category or go to review.
+OUTSIDE = (
+    {"title": "Apple iPhone 13 Pro Max 256GB smartphone, Sierra Blue", "brand": "Apple"},
+    {"title": "LEGO City Police Station 60316 building set", "brand": "LEGO"},
+    {"title": "Hozelock 30 m garden hose with spray gun", "brand": "Hozelock"},
+)
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:  # type: ignore[type-arg]
@@ -80,6 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             since_ms = int(time.time() * 1000)
             throughput = _stream(settings, feed)
             _summary(settings, throughput, api, since_ms)
+            _outside_products(settings)
     except (DemoError, StackError) as exc:
         print(f"\ncatstream demo failed: {exc}", file=sys.stderr)
         return 1
@@ -264,6 +274,31 @@ def _summary(settings: Settings, throughput: float, api: str, since_ms: int) -> 
         print(f"    {pid:10s} {prediction['confidence']:.2f}  {path}")
     if accepted:
         _similar(api, accepted[0]["product_id"])
+
+
+def outside_answer(prediction: dict[str, Any]) -> str:
+    """What the stream did with a product: its accepted category, or review."""
+    if prediction.get("needs_review") or not prediction.get("categories"):
+        top = prediction.get("top_category") or {}
+        return f"review (best guess {top.get('path', 'none')!r})"
+    deepest = prediction["categories"][-1]
+    return f"{deepest['path']} ({deepest['score']:.2f})"
+
+
+def _outside_products(settings: Settings) -> None:
+    section("8. products from outside the feed")
+    run = f"demo-outside-{int(time.time())}"
+    events = [(f"{run}-{i}", {"product_id": f"{run}-{i}", **p}) for i, p in enumerate(OUTSIDE)]
+    publish_json(settings, events)
+    wanted = {key for key, _ in events}
+    deadline = time.monotonic() + 120
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline and not wanted.issubset(found):
+        found = latest_by_key(read_topic(settings, "predictions", idle_s=1.5))
+        time.sleep(1)
+    for key, event in events:
+        answer = outside_answer(found[key]) if found.get(key) else "no prediction yet"
+        print(f"  {event['title'][:55]:55s} -> {answer}")
 
 
 def _similar(api: str, product_id: str) -> None:

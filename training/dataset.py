@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from schemas.events import NormalisedProduct
+from triton_models.categoriser.contract import raw_category_text
 from triton_models.categoriser.features import ProductFields
 from triton_models.categoriser.hierarchy import LabelSpace
 
@@ -46,14 +47,12 @@ class Example:
 
 
 def product_fields(product: NormalisedProduct) -> ProductFields:
-    """The model's text fields; RAW_CATEGORY is the normalised path joined with " > "."""
-    category = " > ".join(product.category_path) if product.category_path else ""
-    if not category and product.raw_category:
-        category = product.raw_category
+    """The model's text fields; RAW_CATEGORY as the Triton request sends it."""
     return ProductFields(
         title=product.title or "",
         brand=product.brand or "",
-        raw_category=category,
+        raw_category=raw_category_text(product),
+        description=product.description or "",
     )
 
 

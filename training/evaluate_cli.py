@@ -34,6 +34,7 @@ from triton_models.categoriser.metadata import (
     ModelVersionError,
     load_metadata,
     model_dir,
+    version_taxonomy,
 )
 
 STARTER_RULES = Path(__file__).with_name("rules") / "google_starter.yaml"
@@ -63,13 +64,7 @@ def _rules(args: argparse.Namespace, taxonomy: Taxonomy, settings: Settings) -> 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, dict[str, Any]]:
     metadata = load_metadata(settings.model_repository, args.version)
-    source = args.taxonomy or metadata.raw.get("taxonomy_source") or settings.taxonomy_path
-    taxonomy = Taxonomy.load(source)
-    if taxonomy.hash != metadata.taxonomy_hash:
-        raise TaxonomyError(
-            f"{source}: not the taxonomy categoriser version {metadata.version} was trained "
-            "on (hash differs); pass the training taxonomy with --taxonomy"
-        )
+    taxonomy = version_taxonomy(settings.model_repository, metadata, args.taxonomy)
     target = args.target_precision or settings.target_precision
     test = read_labels(args.labels, taxonomy)
     products = normalise_lines([(f"{t.source}:{t.line}", t.fields) for t in test])
@@ -93,6 +88,12 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, dict[str
             target_precision=target,
         ),
     }
+    results["catstream@thresholds"].update(
+        served_metrics(taxonomy, truth, [o.predicted_id for o in outputs])
+    )
+    held_out = metadata.raw.get("held_out")
+    if held_out:
+        results["held_out"] = dict(held_out)
     train_file = model_dir(settings.model_repository) / str(metadata.version) / TRAIN_ROWS_FILE
     train = read_labels(train_file, taxonomy)
     train_products = normalise_lines([(f"{t.source}:{t.line}", t.fields) for t in train])
@@ -111,13 +112,56 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> dict[str, dict[str
     return results
 
 
+def served_metrics(
+    taxonomy: Taxonomy, truth: list[int], served: list[int | None]
+) -> dict[str, float]:
+    """Served precision (the true category or a true ancestor, among served), coverage."""
+    answered = [(t, s) for t, s in zip(truth, served, strict=True) if s is not None]
+    right = sum(1 for t, s in answered if s in taxonomy.ancestors_and_self(t))
+    total = len(truth) or 1
+    return {
+        "served_precision": right / len(answered) if answered else 1.0,
+        "served_share": len(answered) / total,
+        "served_at_true_leaf": sum(1 for t, s in answered if s == t) / total,
+    }
+
+
+def format_served(results: dict[str, dict[str, Any]]) -> str:
+    """The served lines and the held-out precision/coverage curve, when the model has one."""
+    served = results.get("catstream@thresholds", {})
+    lines = []
+    if "served_precision" in served:
+        lines.append(
+            f"served category (true leaf or true ancestor): precision "
+            f"{served['served_precision']:.3f}, served {served['served_share']:.3f}, "
+            f"served at the true leaf {served['served_at_true_leaf']:.3f}"
+        )
+    held = results.get("held_out")
+    if held:
+        lines.append(
+            f"held-out ({held.get('fit', 'cross-fitted')}): leaf accuracy "
+            f"{held['leaf_accuracy']:.3f}, ECE {held['ece']:.3f}"
+        )
+        lines.append("  threshold  precision  served  at-leaf")
+        for point in held.get("curve", []):
+            lines.append(
+                f"  {point['threshold']:9.4f}  {point['precision']:9.3f}  "
+                f"{point['served']:6.3f}  {point['leaf_coverage']:7.3f}"
+            )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         results = evaluate(args, settings)
     except (TaxonomyError, LabelsError, RulesError, ModelVersionError) as exc:
         print(f"catstream evaluate: {exc}", file=sys.stderr)
         return 2
-    print(format_table(results))
+    table = {k: v for k, v in results.items() if k != "held_out"}
+    print(format_table(table))
+    extra = format_served(results)
+    if extra:
+        print(extra)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True))

@@ -22,6 +22,7 @@ from catstream.logs import get_logger
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from normaliser import normalise_product
+from normaliser.google_category import google_category_in
 from schemas.events import NormalisedProduct, RawProduct
 from training.dataset import Example, data_hash, product_fields
 from training.labels import LabelsError, read_labels, read_products
@@ -60,7 +61,11 @@ def load_training_set(
     labels_path: Path,
     rules_path: Path | None = None,
     unlabelled_path: Path | None = None,
+    google_labels: bool = False,
 ) -> TrainingSet:
+    """Labelled products, plus ``unlabelled`` ones labelled by ``rules`` and, with
+    ``google_labels``, by their feed's ``google_product_category`` (a weak label
+    wherever it names a category of ``taxonomy``; it wins over the rules)."""
     labelled = read_labels(labels_path, taxonomy)
     examples: list[Example] = []
     rows: list[dict[str, Any]] = []
@@ -72,23 +77,41 @@ def load_training_set(
         seen.add(product.product_id)
     hashed = [json.dumps(r, sort_keys=True, ensure_ascii=False).encode() for r in rows]
     if unlabelled_path is not None:
-        if rules_path is None:
+        if rules_path is None and not google_labels:
             raise LabelsError(
-                f"{unlabelled_path}: unlabelled products need --rules to label them; "
-                "pass --rules RULES.yaml"
+                f"{unlabelled_path}: unlabelled products need --rules (or --google-labels) "
+                "to label them; pass --rules RULES.yaml"
             )
-        labeller = RuleLabeller.load(rules_path, taxonomy)
+        labeller = RuleLabeller.load(rules_path, taxonomy) if rules_path is not None else None
         fired = 0
+        weak = 0
         for line in read_products(unlabelled_path):
             product = normalised(line.fields, f"{line.source}:{line.line}")
             if product.product_id in seen:
+                continue
+            google = google_category_in(product.extra, taxonomy) if google_labels else None
+            if google is not None:
+                weak += 1
+                seen.add(product.product_id)
+                examples.append(Example(product=product, human=google))
+                row = {**line.fields, "category": taxonomy.path_str(google)}
+                rows.append(row)
+                hashed.append(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+                continue
+            if labeller is None:
                 continue
             rules = frozenset(labeller.label(product))
             fired += bool(rules)
             examples.append(Example(product=product, rules=rules))
             hashed.append(json.dumps(line.fields, sort_keys=True, ensure_ascii=False).encode())
-        log.info("rule_labels", products=len(examples) - len(rows), with_labels=fired)
-        hashed.append(Path(rules_path).read_bytes())
+        log.info(
+            "rule_labels",
+            products=len(examples) - len(rows),
+            with_labels=fired,
+            google_category_labels=weak,
+        )
+        if rules_path is not None:
+            hashed.append(Path(rules_path).read_bytes())
     hashed.append(taxonomy.hash.encode())
     return TrainingSet(examples=examples, rows=rows, data_hash=data_hash(hashed))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from catstream.progress import on_terminal
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct
 from training.examples import normalised
@@ -56,7 +57,9 @@ async def _predict(
 
         fetcher = ImageFetcher(settings)
         embedder = ImageEmbedder(settings, triton, fetcher)
-    bar = tqdm(total=len(products), desc="categorising", unit="product", disable=not progress)
+    bar = tqdm(
+        total=len(products), desc="categorising", unit="product", disable=not on_terminal(progress)
+    )
     try:
         for start in range(0, len(products), BATCH):
             batch = products[start : start + BATCH]

@@ -14,19 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from catstream.settings import Settings
-from catstream.taxonomy import Taxonomy, TaxonomyError
+from catstream.taxonomy import TaxonomyError
 from normaliser import fingerprint
 from training.labels import LabelsError, read_products
 from training.offline import normalise_lines, predict_products
 from triton_models.categoriser.client import to_prediction
-from triton_models.categoriser.metadata import ModelVersionError, load_metadata
+from triton_models.categoriser.metadata import (
+    ModelVersionError,
+    load_metadata,
+    version_taxonomy,
+)
 
 
 def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, required=True, help="products, JSON lines")
     parser.add_argument("--output", type=Path, required=True, help="prediction events, JSON lines")
-    parser.add_argument("--taxonomy", type=Path, help="default: settings")
+    parser.add_argument(
+        "--taxonomy", type=Path, help="default: the one the version carries (must match it)"
+    )
     parser.add_argument("--version", type=int, help="categoriser version (default: served)")
     parser.add_argument("--no-images", action="store_true", help="categorise from text only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -35,19 +41,12 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        taxonomy = Taxonomy.load(args.taxonomy or settings.taxonomy_path)
         metadata = load_metadata(settings.model_repository, args.version)
+        taxonomy = version_taxonomy(settings.model_repository, metadata, args.taxonomy)
         lines = read_products(args.input)
         products = normalise_lines([(f"{item.source}:{item.line}", item.fields) for item in lines])
     except (TaxonomyError, LabelsError, ModelVersionError) as exc:
         print(f"catstream predict: {exc}", file=sys.stderr)
-        return 2
-    if metadata.taxonomy_hash != taxonomy.hash:
-        print(
-            f"catstream predict: categoriser version {metadata.version} was trained on another "
-            f"taxonomy ({metadata.raw.get('taxonomy_source')}); pass that file with --taxonomy",
-            file=sys.stderr,
-        )
         return 2
     products = [
         p.model_copy(

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from catstream.logs import get_logger
+from catstream.progress import on_terminal
 from training.calibration import (
     fit_sigmoid_temperature,
     fit_softmax_temperature,
@@ -332,12 +333,22 @@ def _train(
     monitor = split.validation if len(split.validation) else split.train
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(network.state_dict())
     history: list[dict[str, float]] = []
-    bar = tqdm(range(1, config.epochs + 1), desc="training", unit="epoch", disable=not progress)
+    drawn = on_terminal(progress)
+    bar = tqdm(range(1, config.epochs + 1), desc="training", unit="epoch", disable=not drawn)
     for epoch in bar:
         train_loss = _epoch(network, data, split.train, loss_fn, optimizers, generator, config)
         val_loss = _validation_loss(network, data, monitor, loss_fn)
         history.append({"epoch": epoch, "train_loss": train_loss, "validation_loss": val_loss})
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=best_epoch)
+        if progress and not drawn:  # not a terminal: one line per epoch, never a redraw
+            log.info(
+                "epoch",
+                epoch=epoch,
+                epochs=config.epochs,
+                train_loss=round(train_loss, 4),
+                validation_loss=round(val_loss, 4),
+                best_epoch=best_epoch,
+            )
         if val_loss < best_loss - 1e-5:
             best_loss, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(network.state_dict())

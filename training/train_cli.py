@@ -1,7 +1,13 @@
-"""``catstream train``: train the Wide & Deep categoriser, export a version, load it into Triton.
+"""``catstream train``: train the categoriser, export a version, load it into Triton.
+
+With human labels only (the default ``--model auto`` without ``--unlabelled``),
+the linear categoriser (``training.linear``): TF-IDF + MiniLM, one linear SVM,
+cross-fitted calibration and threshold, refitted on every label. With rule-labelled
+``--unlabelled`` products, the Wide & Deep network below.
 
     catstream train --taxonomy T --labels L [--rules R --unlabelled U] [--images]
                     [--seed S] [--epochs E] [--no-load]
+    catstream train --zero-shot [--taxonomy T] [--no-load]
 
 Steps: read and normalise the products (the stream's normaliser), rule-label
 the unlabelled ones, hash features and embed with MiniLM (and EfficientNet-Lite0
@@ -27,11 +33,15 @@ from catstream.taxonomy import Taxonomy, TaxonomyError
 from training.dataset import Example
 from training.evaluation import evaluate_predictions
 from training.examples import (
+    TrainingSet,
     encode_examples,
     load_training_set,
     local_image_embedder,
 )
 from training.labels import LabelsError
+from training.linear import LinearTrainConfig
+from training.linear_run import export_linear, fit_linear
+from training.linear_run import summary as linear_summary
 from training.provenance import version_metadata
 from training.rules import RulesError
 from training.train import (
@@ -41,12 +51,14 @@ from training.train import (
     run_network,
     train,
 )
+from training.zero_shot import export_zero_shot
 from triton_models.categoriser.encoder import shared_encoder
 from triton_models.categoriser.export import export_version
 from triton_models.categoriser.features import FeatureHasher
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.metadata import ModelVersionError
 from triton_models.categoriser.model_control import load_versions, promote
+from triton_models.categoriser.network import to_torchscript
 from triton_models.categoriser.scoring import score_logits
 
 log = get_logger(__name__)
@@ -55,10 +67,30 @@ log = get_logger(__name__)
 def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
     parser.add_argument("--taxonomy", type=Path, help="category tree (default: settings)")
-    parser.add_argument("--labels", type=Path, required=True, help="human labels, JSON lines")
+    parser.add_argument("--labels", type=Path, help="human labels, JSON lines")
+    parser.add_argument(
+        "--zero-shot",
+        action="store_true",
+        help="no labels: a categoriser over the whole taxonomy from MiniLM embeddings "
+        "of its category names and paths",
+    )
     parser.add_argument("--rules", type=Path, help="rules YAML for --unlabelled products")
     parser.add_argument("--unlabelled", type=Path, help="products to label with --rules")
+    parser.add_argument(
+        "--google-labels",
+        action="store_true",
+        help="label --unlabelled products by their feed's google_product_category "
+        "(weak labels, where it names a category of the taxonomy)",
+    )
     parser.add_argument("--images", action="store_true", help="fetch and embed product images")
+    parser.add_argument(
+        "--model",
+        choices=("auto", "linear", "wide-deep"),
+        default="auto",
+        help="linear: TF-IDF + MiniLM linear SVM on the human labels, refitted on all of "
+        "them; wide-deep: the network that also learns rule labels; auto (default): "
+        "wide-deep with --unlabelled, else linear",
+    )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
@@ -96,12 +128,25 @@ def test_metrics(
 def run(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     repository = args.model_repository or settings.model_repository
+    if args.zero_shot:
+        return _run_zero_shot(args, settings, repository, started)
+    if args.labels is None:
+        print(
+            "catstream train: pass --labels L (human labels), or --zero-shot to start "
+            "without labels",
+            file=sys.stderr,
+        )
+        return 2
     try:
         taxonomy = Taxonomy.load(args.taxonomy or settings.taxonomy_path)
-        training = load_training_set(taxonomy, args.labels, args.rules, args.unlabelled)
+        training = load_training_set(
+            taxonomy, args.labels, args.rules, args.unlabelled, google_labels=args.google_labels
+        )
     except (TaxonomyError, LabelsError, RulesError) as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2
+    if args.model == "linear" or (args.model == "auto" and args.unlabelled is None):
+        return _run_linear(args, settings, taxonomy, training, repository, started)
     config = TrainConfig(
         seed=args.seed,
         epochs=args.epochs,
@@ -126,16 +171,71 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     model = train(examples, data, space, config, progress=not args.quiet)
     metrics = {"test": test_metrics(model, examples, data, taxonomy)}
     version_dir = export_version(
-        model.network,
+        to_torchscript(model.network),
         repository,
         version_metadata(
             model, taxonomy, training.data_hash, metrics, extra={"images": bool(args.images)}
         ),
         [training.rows[r] for r in _seen_rows(model, training.rows)],
+        taxonomy=taxonomy,
     )
     version = int(version_dir.name)
     elapsed = time.monotonic() - started
     _print_summary(model, metrics, version_dir, elapsed)
+    return _serve(args, settings, repository, version)
+
+
+def _run_linear(
+    args: argparse.Namespace,
+    settings: Settings,
+    taxonomy: Taxonomy,
+    training: TrainingSet,
+    repository: Path,
+    started: float,
+) -> int:
+    config = LinearTrainConfig(seed=args.seed)
+    images = local_image_embedder(settings) if args.images else None
+    target = args.target_precision or settings.target_precision
+    try:
+        model, rows = fit_linear(
+            training, taxonomy, shared_encoder(), config, target, images, not args.quiet
+        )
+    except ValueError as exc:
+        print(f"catstream train: {exc}", file=sys.stderr)
+        return 2
+    version_dir = export_linear(
+        model, taxonomy, repository, training, rows, extra={"images": bool(args.images)}
+    )
+    print(linear_summary(model, version_dir, time.monotonic() - started))
+    return _serve(args, settings, repository, int(version_dir.name))
+
+
+def _run_zero_shot(
+    args: argparse.Namespace, settings: Settings, repository: Path, started: float
+) -> int:
+    if args.labels is not None:
+        print(
+            "catstream train: --zero-shot uses no labels; leave out --labels (or train "
+            "without --zero-shot)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        taxonomy = Taxonomy.load(args.taxonomy or settings.taxonomy_path)
+    except TaxonomyError as exc:
+        print(f"catstream train: {exc}", file=sys.stderr)
+        return 2
+    version_dir = export_zero_shot(
+        taxonomy, shared_encoder(), repository, cache_dir=settings.home / "cache"
+    )
+    print(
+        f"exported {version_dir}: zero-shot over {len(taxonomy)} categories "
+        f"({len(taxonomy.leaves())} leaves) in {time.monotonic() - started:.0f}s"
+    )
+    return _serve(args, settings, repository, int(version_dir.name))
+
+
+def _serve(args: argparse.Namespace, settings: Settings, repository: Path, version: int) -> int:
     if args.no_load:
         return 0
     run_settings = settings.model_copy(update={"model_repository": repository})

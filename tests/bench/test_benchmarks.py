@@ -67,3 +67,23 @@ def test_pipeline_bench(stack: Settings, tmp_path: Path) -> None:
     names = {peak.name for peak in report.peaks}
     assert {"worker", "noida", "triton", "milvus"} <= names
     assert all(peak.peak_rss_mib > 0 for peak in report.peaks)
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(3600)
+def test_dev_set_categoriser_vs_linear_svc(tmp_path: Path) -> None:
+    """Issue 9's table on the development set (no stack: both run in-process, as served)."""
+    import json
+
+    from bench.dev_benchmark import DEFAULT_DATA, format_results, run
+
+    results = run(DEFAULT_DATA, 0.95, tmp_path)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "dev-categoriser.json").write_text(json.dumps(results, indent=1))
+    print("\n" + format_results(results))
+    assert results["split"] == {"train": 6343, "test": 2716}
+    catstream, svc = results["catstream"], results["linear_svc"]
+    assert svc["leaf_accuracy"] > 0.7  # the reference reaches 0.791
+    assert catstream["leaf_accuracy"] > svc["leaf_accuracy"]
+    assert catstream["served_precision"] >= 0.95
+    assert results["out_of_domain"]["to_review"] >= 0.9

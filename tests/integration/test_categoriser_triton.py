@@ -20,7 +20,8 @@ from catstream.settings import Settings
 from schemas.events import Prediction
 from training.dataset import product_fields
 from training.offline import normalise_lines
-from triton_models.categoriser.client import categorise
+from triton_models.categoriser.client import categorise, image_inputs
+from triton_models.categoriser.contract import request_inputs
 from triton_models.categoriser.metadata import (
     load_metadata,
     model_dir,
@@ -170,3 +171,27 @@ def test_rollback_serves_the_previous_version(
     assert states[trained] == "READY"
     assert states.get(newer) != "READY"
     assert main(["model", "list"]) == 0
+
+
+def test_bad_input_is_invalid_argument_not_internal(
+    stack: Settings, catalogue: dict[str, Path], trained: int
+) -> None:
+    """A title that is not UTF-8 gets INVALID_ARG, so the stream dead-letters the product
+    instead of retrying the batch forever (a plain TritonError is INTERNAL)."""
+    from triton_models.categoriser.contract import OUTPUTS
+    from triton_models.triton_client import TritonRequestInvalid
+
+    products = normalise_lines([("bad", {"product_id": "bad-1", "title": "a lamp"})])
+    images = image_inputs(1, None)
+    inputs = request_inputs(products, images)
+    inputs["TITLE"] = np.array([[b"\xff\xfe not utf-8"]], dtype=np.object_)
+
+    async def call() -> None:
+        client = TritonClient.from_settings(stack)
+        try:
+            await client.infer("categoriser", inputs, OUTPUTS, model_version=str(trained))
+        finally:
+            await client.close()
+
+    with pytest.raises(TritonRequestInvalid):
+        asyncio.run(call())

@@ -23,12 +23,13 @@ from training.train import EncodedData, TrainConfig, run_network, train
 from triton_models.categoriser.export import export_version
 from triton_models.categoriser.features import FeatureHasher, ProductFields, char_ngrams
 from triton_models.categoriser.hierarchy import LabelSpace
-from triton_models.categoriser.metadata import load_metadata, served_version
+from triton_models.categoriser.metadata import load_metadata, served_version, version_taxonomy
 from triton_models.categoriser.model_control import (
     policy_line,
     rollback_versions,
     write_version_policy,
 )
+from triton_models.categoriser.network import to_torchscript
 from triton_models.categoriser.scoring import score_logits
 from triton_models.categoriser.serving import Predictor
 
@@ -207,8 +208,12 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
         (repository / "categoriser" / name).write_text((source / name).read_text())
     rows = [{"product_id": "1", "title": "x", "category": "C"}]
     provenance = version_metadata(model, taxonomy, "hash", {"test": {}})
-    first = export_version(model.network, repository, provenance, rows)
-    second = export_version(model.network, repository, provenance, rows)
+    first = export_version(
+        to_torchscript(model.network), repository, provenance, rows, taxonomy=taxonomy
+    )
+    second = export_version(
+        to_torchscript(model.network), repository, provenance, rows, taxonomy=taxonomy
+    )
     assert (first.name, second.name) == ("1", "2")
     assert (first / "model.py").read_text().startswith('"""Triton python-backend model')
     assert json.loads((first / "train.jsonl").read_text()) == rows[0]
@@ -216,6 +221,12 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
     assert metadata.version == 2
     assert metadata.taxonomy_hash == taxonomy.hash
     assert metadata.label_ids == space.label_ids
+    # the version carries its own taxonomy: prediction needs no --taxonomy
+    carried = version_taxonomy(repository, metadata)
+    assert carried.hash == taxonomy.hash
+    assert [carried.path_str(c) for c in carried.ids] == [
+        taxonomy.path_str(c) for c in taxonomy.ids
+    ]
 
     # the exported TorchScript scores like the in-memory network
     rows_ = np.arange(8)

@@ -212,8 +212,10 @@ def test_rule_baseline_and_evaluate_baselines() -> None:
         [c for _, c in TEST],
         rules=rules,
     )
-    assert set(results) == {"tfidf_lr", "rules"}
+    assert set(results) == {"tfidf_lr", "linear_svc", "rules"}
     assert results["tfidf_lr"]["leaf_accuracy"] == 1.0
+    assert results["linear_svc"]["leaf_accuracy"] == 1.0
+    assert results["linear_svc"]["ece"] is None  # a linear SVM gives no probabilities
     assert results["rules"]["leaf_accuracy"] == 0.5
     assert results["rules"]["answered"] == 0.75
     assert results["rules"]["accuracy_per_level"]["2"] == 0.75

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from catstream.taxonomy import Taxonomy
+from normaliser.google_category import google_category_path
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonClient
@@ -52,6 +53,20 @@ def _text(values: list[str | None]) -> npt.NDArray[np.object_]:
     return np.array([[(v or "").encode("utf-8")] for v in values], dtype=np.object_)
 
 
+def raw_category_text(product: NormalisedProduct) -> str:
+    """RAW_CATEGORY: the feed's category path, then the Google category it names, if any.
+
+    A ``google_product_category`` (an id or a path, in ``extra``) is sent as its
+    Google path, so the model reads it as a feature; training builds the same text
+    (``training.dataset.product_fields``).
+    """
+    merchant = " > ".join(product.category_path) or (product.raw_category or "")
+    google = google_category_path(product.extra)
+    if not google or google == merchant:
+        return merchant
+    return f"{merchant} | {google}" if merchant else google
+
+
 def request_inputs(
     products: list[NormalisedProduct], images: ImageEmbeddings
 ) -> dict[str, npt.NDArray[np.generic]]:
@@ -60,7 +75,7 @@ def request_inputs(
         "TITLE": _text([p.title for p in products]),
         "DESCRIPTION": _text([p.description for p in products]),
         "BRAND": _text([p.brand for p in products]),
-        "RAW_CATEGORY": _text([" > ".join(p.category_path) for p in products]),
+        "RAW_CATEGORY": _text([raw_category_text(p) for p in products]),
         "IMAGE_EMBEDDING": images.vectors,
         "IMAGE_MASK": images.mask,
     }

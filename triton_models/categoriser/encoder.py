@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from catstream.progress import on_terminal
 from triton_models.categoriser.features import ProductFields
 
 # The weights are bundled in a package; a hub lookup would only hang offline.
@@ -52,7 +53,7 @@ class TextEncoder:
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=progress,
+            show_progress_bar=on_terminal(progress),
         )
         return np.asarray(embeddings, dtype=np.float32)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,16 @@ from typing import Any
 import torch
 
 from catstream.logs import get_logger
+from catstream.taxonomy import Taxonomy
 from triton_models.categoriser.metadata import (
     METADATA_FILE,
     METADATA_FORMAT,
     MODEL_NAME,
     NETWORK_FILE,
+    TAXONOMY_FILE,
     TRAIN_ROWS_FILE,
     model_dir,
+    taxonomy_lines,
     version_dirs,
 )
 from triton_models.categoriser.network import WideAndDeep, to_torchscript
@@ -44,17 +47,23 @@ def next_version(model_repository: Path, name: str = MODEL_NAME) -> int:
 
 
 def export_version(
-    network: WideAndDeep,
+    network: WideAndDeep | torch.jit.ScriptModule,
     model_repository: Path,
     metadata: dict[str, Any],
     train_rows: Sequence[dict[str, Any]],
     name: str = MODEL_NAME,
+    files: Mapping[str, str] | None = None,
+    taxonomy: Taxonomy | None = None,
 ) -> Path:
     """Write ``<repository>/<name>/<N>/`` and return it (N = highest existing + 1).
 
-    ``network`` is scripted with ``to_torchscript``; ``metadata`` is what training
+    ``network`` is scripted with ``to_torchscript`` (a ScriptModule is saved as
+    it is); ``files`` are extra text files of the version (name → content);
+    ``metadata`` is what training
     knows (label space, scoring, provenance); the format, name, version and
-    creation time are added here.
+    creation time are added here. ``taxonomy`` is written beside them as
+    ``taxonomy.txt`` (and its hash into the metadata), so the version carries
+    its own taxonomy and prediction needs no ``--taxonomy``.
     """
     root = model_dir(model_repository, name)
     if not (root / "config.pbtxt").is_file():
@@ -67,7 +76,13 @@ def export_version(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        scripted = to_torchscript(network)
+        scripted = (
+            network if isinstance(network, torch.jit.ScriptModule) else to_torchscript(network)
+        )
+        for file_name, content in (files or {}).items():
+            (staging / file_name).write_text(content, encoding="utf-8")
+        if taxonomy is not None:
+            (staging / TAXONOMY_FILE).write_text(taxonomy_lines(taxonomy), encoding="utf-8")
         torch.jit.save(scripted, str(staging / NETWORK_FILE))
         shutil.copyfile(TRITON_MODEL_SOURCE, staging / "model.py")
         with (staging / TRAIN_ROWS_FILE).open("w", encoding="utf-8") as handle:
@@ -80,6 +95,9 @@ def export_version(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **{k: v for k, v in metadata.items() if k not in {"format", "model_name", "version"}},
         }
+        if taxonomy is not None:
+            written["taxonomy_hash"] = taxonomy.hash
+            written["taxonomy_file"] = TAXONOMY_FILE
         (staging / METADATA_FILE).write_text(json.dumps(written, indent=1, ensure_ascii=False))
         target = root / str(version)
         staging.rename(target)

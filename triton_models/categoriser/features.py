@@ -36,11 +36,12 @@ _CATEGORY_SEGMENTS = re.compile(r"\s*(?:>|›|»|/|\||\\)\s*")
 
 @dataclass(frozen=True, slots=True)
 class ProductFields:
-    """The text the wide features see: normalised title, brand and raw category."""
+    """The text the sparse features see: normalised title, brand, raw category, description."""
 
     title: str = ""
     brand: str = ""
     raw_category: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +142,201 @@ class FeatureHasher:
             offsets=np.asarray(offsets, dtype=np.int64),
             weights=np.asarray(weights, dtype=np.float32),
         )
+
+
+# ---------------------------------------------------------------- TF-IDF features
+
+DESCRIPTION_CHARS = 500  # a description is capped: its first sentences name the product
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """One TF-IDF block: which text, which n-grams, its vocabulary and idf, its weight."""
+
+    name: str  # "words" / "chars" (title, brand, raw category) or "description"
+    analyzer: str  # "word" or "char_wb"
+    ngram_range: tuple[int, int]
+    weight: float
+    vocabulary: tuple[str, ...] = ()
+    idf: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "analyzer": self.analyzer,
+            "ngram_range": list(self.ngram_range),
+            "weight": self.weight,
+            "vocabulary": list(self.vocabulary),
+            "idf": [round(float(v), 6) for v in self.idf],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureGroup:
+        low, high = data["ngram_range"]
+        return cls(
+            name=str(data["name"]),
+            analyzer=str(data["analyzer"]),
+            ngram_range=(int(low), int(high)),
+            weight=float(data["weight"]),
+            vocabulary=tuple(str(v) for v in data["vocabulary"]),
+            idf=tuple(float(v) for v in data["idf"]),
+        )
+
+
+DEFAULT_GROUPS = (
+    FeatureGroup("words", "word", (1, 2), 1.0),
+    FeatureGroup("chars", "char_wb", (2, 5), 1.0),
+    FeatureGroup("description", "word", (1, 2), 0.5),
+)
+
+
+def group_text(group: FeatureGroup, fields: ProductFields) -> str:
+    """The text a group reads: the description (capped) or title, brand and raw category."""
+    if group.name == "description":
+        return fields.description[:DESCRIPTION_CHARS]
+    return " ".join(p for p in (fields.title, fields.brand, fields.raw_category) if p.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class TfidfRows:
+    """Sparse TF-IDF rows (CSR parts over the concatenated groups) and in-vocabulary shares."""
+
+    matrix: Any  # scipy.sparse.csr_matrix [n, n_features], float32
+    known_share: NDArray[Any]  # float32 [n]: share of the title/brand n-grams in the vocabulary
+
+    def batch(self) -> SparseBatch:
+        """The rows in ``EmbeddingBag`` layout (an empty row gets one zero-weight feature)."""
+        matrix = self.matrix
+        counts = np.diff(matrix.indptr)
+        indices: list[NDArray[Any]] = []
+        weights: list[NDArray[Any]] = []
+        for row, count in enumerate(counts):
+            start, end = matrix.indptr[row], matrix.indptr[row + 1]
+            if count == 0:
+                indices.append(np.zeros(1, dtype=np.int64))
+                weights.append(np.zeros(1, dtype=np.float32))
+            else:
+                indices.append(matrix.indices[start:end].astype(np.int64))
+                weights.append(matrix.data[start:end].astype(np.float32))
+        sizes = np.asarray([len(i) for i in indices], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return SparseBatch(
+            indices=np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
+            offsets=offsets if len(indices) else np.zeros(0, dtype=np.int64),
+            weights=np.concatenate(weights) if weights else np.zeros(0, dtype=np.float32),
+        )
+
+
+class TfidfFeatures:
+    """TF-IDF over fixed vocabularies (word 1–2-grams, char_wb 2–5-grams, description words).
+
+    Each group is scikit-learn's ``TfidfVectorizer`` (sublinear tf, idf from the
+    training products, L2 norm per group) times the group's weight; the groups
+    are concatenated. ``fit`` learns vocabularies and idf; ``from_dict`` rebuilds
+    exactly the same transform for serving, so training and Triton agree.
+    """
+
+    def __init__(self, groups: Sequence[FeatureGroup]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.groups = tuple(groups)
+        self._vectorizers: list[Any] = []
+        for group in self.groups:
+            if not group.vocabulary:
+                self._vectorizers.append(None)
+                continue
+            vectorizer = TfidfVectorizer(
+                analyzer=group.analyzer,
+                ngram_range=group.ngram_range,
+                sublinear_tf=True,
+                dtype=np.float32,
+                vocabulary={term: i for i, term in enumerate(group.vocabulary)},
+            )
+            vectorizer.idf_ = np.asarray(group.idf, dtype=np.float64)
+            self._vectorizers.append(vectorizer)
+        self._known_analyzer = self._main_analyzer()
+
+    def _main_analyzer(self) -> tuple[Any, dict[str, int]] | None:
+        for group, vectorizer in zip(self.groups, self._vectorizers, strict=True):
+            if group.name == "chars" and vectorizer is not None:
+                return vectorizer.build_analyzer(), vectorizer.vocabulary_
+        return None
+
+    @property
+    def n_features(self) -> int:
+        return sum(len(g.vocabulary) for g in self.groups)
+
+    @classmethod
+    def fit(
+        cls,
+        fields: Sequence[ProductFields],
+        groups: Sequence[FeatureGroup] = DEFAULT_GROUPS,
+        min_df: int = 1,
+    ) -> TfidfFeatures:
+        """Vocabularies and idf from the training products (a group with no text is left out)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        fitted: list[FeatureGroup] = []
+        for group in groups:
+            texts = [group_text(group, f) for f in fields]
+            if not any(t.strip() for t in texts):
+                continue
+            vectorizer = TfidfVectorizer(
+                analyzer=group.analyzer,
+                ngram_range=group.ngram_range,
+                sublinear_tf=True,
+                min_df=min(min_df, len(texts)),
+                dtype=np.float32,
+            )
+            try:
+                vectorizer.fit(texts)
+            except ValueError:  # nothing left after min_df
+                continue
+            terms = vectorizer.get_feature_names_out()
+            fitted.append(
+                FeatureGroup(
+                    group.name,
+                    group.analyzer,
+                    group.ngram_range,
+                    group.weight,
+                    tuple(str(t) for t in terms),
+                    tuple(float(v) for v in vectorizer.idf_),
+                )
+            )
+        return cls(fitted)
+
+    def transform(self, fields: Sequence[ProductFields]) -> TfidfRows:
+        import scipy.sparse as sp
+
+        blocks = []
+        for group, vectorizer in zip(self.groups, self._vectorizers, strict=True):
+            texts = [group_text(group, f) for f in fields]
+            blocks.append(vectorizer.transform(texts) * group.weight)
+        if blocks:
+            matrix = sp.hstack(blocks, format="csr", dtype=np.float32)
+        else:
+            matrix = sp.csr_matrix((len(fields), 0), dtype=np.float32)
+        return TfidfRows(matrix, self.known_share(fields))
+
+    def known_share(self, fields: Sequence[ProductFields]) -> NDArray[Any]:
+        """Per product: the share of its title/brand character n-grams seen in training.
+
+        1.0 for a product with no text (nothing is unknown about it).
+        """
+        shares = np.ones(len(fields), dtype=np.float32)
+        if self._known_analyzer is None:
+            return shares
+        analyzer, vocabulary = self._known_analyzer
+        chars = next(g for g in self.groups if g.name == "chars")
+        for row, item in enumerate(fields):
+            grams = analyzer(group_text(chars, item))
+            if grams:
+                shares[row] = sum(1 for g in grams if g in vocabulary) / len(grams)
+        return shares
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"groups": [g.to_dict() for g in self.groups]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TfidfFeatures:
+        return cls([FeatureGroup.from_dict(g) for g in data["groups"]])

@@ -179,12 +179,24 @@ class Decision:
 
 
 def decide(
-    space: LabelSpace, scores: NDArray[Any], thresholds: NDArray[Any], k: int = 5
+    space: LabelSpace,
+    scores: NDArray[Any],
+    thresholds: NDArray[Any],
+    k: int = 5,
+    leaf_scores: NDArray[Any] | None = None,
 ) -> Decision:
-    """Top-k leaves, and the deepest accepted category on the path to the best leaf."""
+    """Top-k leaves, and the deepest accepted category on the path to the best leaf.
+
+    ``leaf_scores`` [n, leaves] ranks the leaf-set members by their *own*
+    probability; without it they are ranked by ``scores`` (subtree masses),
+    which is the same thing unless a leaf-set member is an inner node (a label
+    on "Costumes" while others are on "Costumes > Adults"): its subtree mass
+    holds its children's, so it would always outrank them.
+    """
     n = scores.shape[0]
     leaf_positions = space.leaf_positions
-    leaf_scores = scores[:, leaf_positions]
+    if leaf_scores is None:
+        leaf_scores = scores[:, leaf_positions]
     # Stable sort on -score keeps ties in label-map order: deterministic output.
     order = np.argsort(-leaf_scores, axis=1, kind="stable")[:, :k]
     top_ids = np.full((n, k), -1, dtype=np.int64)

@@ -9,7 +9,10 @@ A version lives in ``<model_repository>/categoriser/<N>/``:
   leaf set, temperatures, head mix, thresholds) plus provenance (taxonomy hash,
   training-data hash, hyperparameters, metrics, created_at);
 - ``train.jsonl``: the rows the model learned from, so baselines can be refitted
-  on exactly the same data.
+  on exactly the same data;
+- ``features.json`` (linear models): the TF-IDF vocabularies and idf;
+- ``taxonomy.txt``: the taxonomy the model was trained on (``ID - A > B`` lines), so
+  prediction and evaluation need no ``--taxonomy``.
 
 The *served* version is what the model's ``config.pbtxt`` version policy names
 (``specific``: the highest listed; ``latest``: the highest on disk).
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catstream.taxonomy import Taxonomy, TaxonomyError
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.scoring import ScoringParams
 
@@ -30,6 +34,8 @@ MODEL_NAME = "categoriser"
 METADATA_FILE = "metadata.json"
 NETWORK_FILE = "network.pt"
 TRAIN_ROWS_FILE = "train.jsonl"
+TAXONOMY_FILE = "taxonomy.txt"
+FEATURES_FILE = "features.json"  # TF-IDF vocabularies and idf of a linear model
 METADATA_FORMAT = 1
 _SPECIFIC = re.compile(r"version_policy\s*:\s*\{\s*specific\s*:\s*\{\s*versions\s*:\s*\[([^\]]*)\]")
 
@@ -137,3 +143,42 @@ def load_metadata(
             f"(versions: {known or 'none'}); see `catstream model list`"
         )
     return read_metadata(directory)
+
+
+def taxonomy_lines(taxonomy: Taxonomy) -> str:
+    """The taxonomy as ``ID - A > B`` lines, parents first: it reloads with the same hash."""
+    return "".join(f"{c} - {taxonomy.path_str(c)}\n" for c in taxonomy.ids)
+
+
+def version_taxonomy(
+    model_repository: Path,
+    metadata: ModelMetadata,
+    override: Path | None = None,
+    name: str = MODEL_NAME,
+) -> Taxonomy:
+    """The taxonomy a version was trained on: its own copy, or ``override`` when it matches.
+
+    Raises ``TaxonomyError`` when ``override`` is another taxonomy, and
+    ``ModelVersionError`` when the version carries no copy and none is given.
+    """
+    if override is not None:
+        taxonomy = Taxonomy.load(override)
+        if taxonomy.hash != metadata.taxonomy_hash:
+            raise TaxonomyError(
+                f"{override}: not the taxonomy categoriser version {metadata.version} was "
+                "trained on (hash differs); leave out --taxonomy to use the version's own copy"
+            )
+        return taxonomy
+    path = model_dir(model_repository, name) / str(metadata.version) / TAXONOMY_FILE
+    if not path.is_file():
+        raise ModelVersionError(
+            f"categoriser version {metadata.version} carries no {TAXONOMY_FILE} (exported by an "
+            "older catstream); pass its taxonomy with --taxonomy, or retrain it"
+        )
+    taxonomy = Taxonomy.load(path)
+    if taxonomy.hash != metadata.taxonomy_hash:
+        raise ModelVersionError(
+            f"{path}: does not match the version's taxonomy hash; the version is damaged, "
+            "re-export it with `catstream train`"
+        )
+    return taxonomy

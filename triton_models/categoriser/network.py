@@ -100,3 +100,88 @@ def to_torchscript(model: WideAndDeep) -> torch.jit.ScriptModule:
     model.eval()
     scripted = torch.jit.script(model)
     return torch.jit.freeze(scripted)
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """Shapes of the linear categoriser (metadata ``network``)."""
+
+    n_features: int
+    n_labels: int
+    n_leaves: int
+    n_reference: int
+    text_dim: int = 384
+    image_dim: int = IMAGE_DIM
+    kind: str = "linear"
+
+    def to_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+class LinearCategoriser(nn.Module):
+    """Every input reaches every output linearly: ``x W + text T + (image * mask) I + b``.
+
+    ``x`` is the TF-IDF row (``EmbeddingBag`` with the TF-IDF values as
+    per-sample weights is exactly the sparse product), ``text`` the MiniLM
+    embedding, ``image`` the EfficientNet embedding; the dense logits *add* to
+    the sparse ones. The weights come from a linear SVM fitted by ``training``.
+    ``reference`` holds the training products' text embeddings for the
+    in-domain score (``similarity``).
+    """
+
+    def __init__(
+        self,
+        config: LinearConfig,
+        sparse: torch.Tensor,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        bias: torch.Tensor,
+        reference: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.n_labels = config.n_labels
+        rows = max(config.n_features, 1)
+        self.sparse = nn.EmbeddingBag(rows, config.n_leaves, mode="sum")
+        with torch.no_grad():
+            self.sparse.weight.zero_()
+            if config.n_features:
+                self.sparse.weight.copy_(sparse.to(torch.float32))
+        self.register_buffer("text_weight", text.to(torch.float32).contiguous())
+        self.register_buffer("image_weight", image.to(torch.float32).contiguous())
+        self.register_buffer("bias", bias.to(torch.float32).contiguous())
+        self.register_buffer("reference", reference.to(torch.float32).contiguous())
+
+    def forward(
+        self,
+        indices: torch.Tensor,
+        offsets: torch.Tensor,
+        weights: torch.Tensor,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        image_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(independent logits [n, labels]: zeros, unused; exclusive logits [n, leaves])."""
+        logits = self.sparse(indices, offsets, per_sample_weights=weights)
+        text_weight: torch.Tensor = self.text_weight  # type: ignore[assignment]
+        image_weight: torch.Tensor = self.image_weight  # type: ignore[assignment]
+        bias: torch.Tensor = self.bias  # type: ignore[assignment]
+        masked = image * image_mask.reshape(-1, 1)
+        logits = logits + text @ text_weight + masked @ image_weight + bias
+        independent = torch.zeros(
+            (logits.shape[0], self.n_labels), dtype=logits.dtype, device=logits.device
+        )
+        return independent, logits
+
+    @torch.jit.export
+    def similarity(self, text: torch.Tensor) -> torch.Tensor:
+        """[n] max cosine similarity of each text embedding to a training product's."""
+        reference: torch.Tensor = self.reference  # type: ignore[assignment]
+        if reference.shape[0] == 0:
+            return torch.ones(text.shape[0], dtype=text.dtype, device=text.device)
+        return (text @ reference.t()).max(dim=1).values
+
+
+def script_linear(model: LinearCategoriser) -> torch.jit.ScriptModule:
+    """An eval-mode, frozen TorchScript copy for export (``similarity`` kept)."""
+    model.eval()
+    return torch.jit.freeze(torch.jit.script(model), preserved_attrs=["similarity"])

@@ -66,7 +66,13 @@ def score_logits(
     independent_logits: NDArray[Any],
     exclusive_logits: NDArray[Any],
     k: int = TOP_K,
+    in_domain: NDArray[Any] | None = None,
 ) -> Scored:
+    """Scores and decisions; ``in_domain`` ([n] in [0, 1]) scales every score of a row.
+
+    Scaling a row by one factor keeps the hierarchy consistent (parent ≥ child)
+    and pulls a product unlike the training data below the thresholds.
+    """
     independent = sigmoid(independent_logits, params.temperature_independent)
     exclusive = softmax(exclusive_logits, params.temperature_exclusive)
     scores = mix_scores(
@@ -75,4 +81,20 @@ def score_logits(
         exclusive.astype(np.float32),
         params.exclusive_weight,
     )
-    return Scored(scores, decide(space, scores, params.thresholds, k))
+    own = own_scores(space, params, independent, exclusive)
+    if in_domain is not None:
+        factor = np.clip(in_domain, 0.0, 1.0).reshape(-1, 1)
+        scores = (scores * factor).astype(np.float32)
+        own = (own * factor).astype(np.float32)
+    return Scored(scores, decide(space, scores, params.thresholds, k, own))
+
+
+def own_scores(
+    space: LabelSpace, params: ScoringParams, independent: NDArray[Any], exclusive: NDArray[Any]
+) -> NDArray[Any]:
+    """[n, leaves]: each leaf-set member's own probability (not its subtree's), mixed as scores."""
+    weight = params.exclusive_weight
+    own = weight * exclusive.astype(np.float32)
+    if weight < 1.0:
+        own = own + (1.0 - weight) * independent[:, space.leaf_positions].astype(np.float32)
+    return np.asarray(own, dtype=np.float32)

@@ -8,6 +8,7 @@ steps: hashed features + MiniLM embedding → TorchScript Wide & Deep → logits
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,14 @@ import torch
 from numpy.typing import NDArray
 
 from triton_models.categoriser.encoder import TEXT_DIM, TextEncoder, shared_encoder
-from triton_models.categoriser.features import FeatureHasher, ProductFields
-from triton_models.categoriser.metadata import NETWORK_FILE, ModelMetadata, read_metadata
+from triton_models.categoriser.features import FeatureHasher, ProductFields, TfidfFeatures
+from triton_models.categoriser.in_domain import InDomain
+from triton_models.categoriser.metadata import (
+    FEATURES_FILE,
+    NETWORK_FILE,
+    ModelMetadata,
+    read_metadata,
+)
 from triton_models.categoriser.network import IMAGE_DIM
 from triton_models.categoriser.scoring import score_logits
 
@@ -53,10 +60,13 @@ class Predictor:
         metadata: ModelMetadata,
         encoder: TextEncoder,
         device: str = "cpu",
+        tfidf: TfidfFeatures | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.metadata = metadata
-        self.hasher = FeatureHasher(int(metadata.network["n_buckets"]))
+        self.hasher = FeatureHasher(int(metadata.network.get("n_buckets", 2)))
+        self.tfidf = tfidf
+        self.in_domain = InDomain.from_dict(metadata.raw.get("in_domain"))
         self.encoder = encoder
         self.device = device
 
@@ -68,7 +78,11 @@ class Predictor:
         network = torch.jit.load(  # type: ignore[no-untyped-call]
             str(version_dir / NETWORK_FILE), map_location=device
         )
-        return cls(network, metadata, encoder or shared_encoder(device), device)
+        tfidf = None
+        if (version_dir / FEATURES_FILE).is_file():
+            data = json.loads((version_dir / FEATURES_FILE).read_text(encoding="utf-8"))
+            tfidf = TfidfFeatures.from_dict(data)
+        return cls(network, metadata, encoder or shared_encoder(device), device, tfidf)
 
     def predict(
         self,
@@ -91,7 +105,7 @@ class Predictor:
             image = np.zeros((n, IMAGE_DIM), dtype=np.float32)
         if image_mask is None:
             image_mask = (np.abs(image).sum(axis=1) > 0).astype(np.float32)
-        sparse = self.hasher.batch(fields)
+        sparse = self.tfidf.transform(fields).batch() if self.tfidf else self.hasher.batch(fields)
         with torch.inference_mode():
             independent, exclusive = self.network(
                 torch.from_numpy(sparse.indices).to(self.device),
@@ -103,11 +117,18 @@ class Predictor:
                     self.device
                 ),
             )
+        in_domain = None
+        if self.in_domain is not None:
+            similarity = self.network.similarity(  # type: ignore[operator]
+                torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32)).to(self.device)
+            )
+            in_domain = self.in_domain.factor(similarity.cpu().numpy())
         scored = score_logits(
             self.metadata.space,
             self.metadata.scoring,
             independent.cpu().numpy(),
             exclusive.cpu().numpy(),
+            in_domain=in_domain,
         )
         decision = scored.decision
         return BatchOutputs(

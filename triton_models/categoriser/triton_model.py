@@ -58,6 +58,15 @@ def _floats(request: Any, name: str, width: int, rows: int) -> NDArray[Any]:
     return array
 
 
+def invalid_argument(message: str | None) -> Any:
+    """A per-request INVALID_ARG error: the client splits the batch and dead-letters the product.
+
+    A plain ``TritonError`` is INTERNAL, which the client treats as the server's
+    fault and retries forever.
+    """
+    return pb_utils.TritonError(str(message), pb_utils.TritonError.INVALID_ARG)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -78,16 +87,19 @@ class TritonPythonModel:
         )
 
     def _decode(self, request: Any) -> tuple[list[Any], NDArray[Any], NDArray[Any]]:
-        title, _description, brand, category = (_texts(request, n) for n in TEXT_INPUTS)
+        title, description, brand, category = (_texts(request, n) for n in TEXT_INPUTS)
         rows = len(title)
-        if not (len(brand) == len(category) == rows):
+        if not (len(description) == len(brand) == len(category) == rows):
             raise ValueError("TITLE, DESCRIPTION, BRAND and RAW_CATEGORY need the same batch size")
         fields = [
-            self.fields_type(title=t, brand=b, raw_category=c)
-            for t, b, c in zip(title, brand, category, strict=True)
+            self.fields_type(title=t, brand=b, raw_category=c, description=d)
+            for t, b, c, d in zip(title, brand, category, description, strict=True)
         ]
-        image = _floats(request, "IMAGE_EMBEDDING", 1280, rows)
-        mask = _floats(request, "IMAGE_MASK", 1, rows).reshape(-1)
+        try:
+            image = _floats(request, "IMAGE_EMBEDDING", 1280, rows)
+            mask = _floats(request, "IMAGE_MASK", 1, rows).reshape(-1)
+        except ValueError as exc:  # numpy's "cannot reshape": a wrong embedding width
+            raise ValueError(f"IMAGE_EMBEDDING/IMAGE_MASK do not match the batch: {exc}") from None
         return fields, image, mask
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -112,7 +124,7 @@ class TritonPythonModel:
         for item, error in zip(decoded, errors, strict=True):
             if item is None:
                 responses.append(
-                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error))
+                    pb_utils.InferenceResponse(output_tensors=[], error=invalid_argument(error))
                 )
                 continue
             end = start + len(item[0])

@@ -1,0 +1,250 @@
+"""The linear categoriser's pure parts: TF-IDF features, weights, thresholds, in-domain, serving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from catstream.taxonomy import Taxonomy
+from training.linear import (
+    LinearTrainConfig,
+    fit_weights,
+    fold_ids,
+    max_similarity,
+    train_linear,
+)
+from training.linear_run import linear_metadata
+from training.thresholds import (
+    choose_served_threshold,
+    path_table,
+    served_point,
+    wilson_lower,
+)
+from triton_models.categoriser.features import ProductFields, TfidfFeatures
+from triton_models.categoriser.hierarchy import LabelSpace
+from triton_models.categoriser.in_domain import InDomain
+from triton_models.categoriser.metadata import FEATURES_FILE, NETWORK_FILE, ModelMetadata
+from triton_models.categoriser.scoring import ScoringParams, score_logits
+from triton_models.categoriser.serving import Predictor
+
+TREE = """\
+Fancy Dress
+Fancy Dress > Costumes
+Fancy Dress > Costumes > Adults
+Fancy Dress > Masks
+Hobbies > Trains
+"""
+
+
+@pytest.fixture(scope="module")
+def taxonomy() -> Taxonomy:
+    return Taxonomy.from_lines(TREE.splitlines(), source="tree.txt")
+
+
+def ids(taxonomy: Taxonomy, *paths: str) -> list[int]:
+    return [taxonomy.by_path(p) for p in paths]
+
+
+# ------------------------------------------------------------------ features
+
+
+def test_tfidf_features_round_trip_and_unit_norm_per_group() -> None:
+    train = [
+        ProductFields(title="Hornby steam locomotive", brand="Hornby"),
+        ProductFields(title="Adult pirate costume", brand="Smiffys", description="A long text"),
+    ]
+    features = TfidfFeatures.fit(train)
+    assert [g.name for g in features.groups] == ["words", "chars", "description"]
+    rows = features.transform(train)
+    again = TfidfFeatures.from_dict(json.loads(json.dumps(features.to_dict()))).transform(train)
+    assert np.allclose(rows.matrix.toarray(), again.matrix.toarray())
+    words = len(features.groups[0].vocabulary)
+    chars = len(features.groups[1].vocabulary)
+    dense = rows.matrix.toarray()
+    assert np.isclose(np.linalg.norm(dense[0, :words]), 1.0)
+    assert np.isclose(np.linalg.norm(dense[0, words : words + chars]), 1.0)
+    assert np.isclose(np.linalg.norm(dense[1, words + chars :]), 0.5)  # description weight
+    assert np.allclose(rows.known_share, 1.0)
+
+
+def test_known_share_is_the_share_of_seen_character_grams() -> None:
+    features = TfidfFeatures.fit([ProductFields(title="train")])
+    share = features.known_share([ProductFields(title="train"), ProductFields(title="xqzvw")])
+    assert share[0] == 1.0
+    assert share[1] < 0.2
+
+
+def test_empty_product_gets_one_zero_weight_feature() -> None:
+    features = TfidfFeatures.fit([ProductFields(title="train set")])
+    batch = features.transform([ProductFields(), ProductFields(title="train")]).batch()
+    assert batch.offsets.tolist()[0] == 0
+    assert len(batch) == 2
+    assert batch.weights[0] == 0.0
+
+
+# ------------------------------------------------------------------- weights
+
+
+def test_fit_weights_two_classes_and_a_missing_class() -> None:
+    matrix = TfidfFeatures.fit(
+        [ProductFields(title=t) for t in ("red train", "blue train", "pirate mask", "witch mask")]
+    ).transform(
+        [ProductFields(title=t) for t in ("red train", "blue train", "pirate mask", "witch mask")]
+    )
+    text = np.zeros((4, 3), dtype=np.float32)
+    image = np.zeros((4, 2), dtype=np.float32)
+    mask = np.zeros(4, dtype=np.float32)
+    classes = np.asarray([0, 0, 2, 2])
+    weights = fit_weights(matrix.matrix, text, image, mask, classes, 3, LinearTrainConfig())
+    logits = weights.logits(matrix.matrix, text, image, mask)
+    assert logits.argmax(axis=1).tolist() == [0, 0, 2, 2]
+    assert (logits[:, 1] < logits[:, 0]).all()  # class 1 had no rows
+
+
+def test_folds_are_stratified_and_cover_every_row() -> None:
+    classes = np.asarray([0] * 9 + [1] * 3 + [2])
+    folds = fold_ids(classes, 3, seed=1)
+    for label in (0, 1):
+        counts = np.bincount(folds[classes == label], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    assert set(folds.tolist()) <= {0, 1, 2}
+
+
+def test_max_similarity() -> None:
+    reference = np.eye(3, dtype=np.float32)
+    queries = np.asarray([[1, 0, 0], [0.6, 0.8, 0]], dtype=np.float32)
+    assert np.allclose(max_similarity(queries, reference, chunk=1), [1.0, 0.8])
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def test_an_inner_node_label_does_not_outrank_its_children(taxonomy: Taxonomy) -> None:
+    """A label on "Costumes" is its own class; its subtree mass must not decide the ranking."""
+    leaves = ids(taxonomy, "Fancy Dress > Costumes", "Fancy Dress > Costumes > Adults")
+    space = LabelSpace.build(taxonomy, leaves, leaves)
+    params = ScoringParams(1.0, 1.0, 1.0, np.full(len(space), 0.99, dtype=np.float32))
+    exclusive = np.log(np.asarray([[0.3, 0.7]], dtype=np.float32))
+    scored = score_logits(space, params, np.zeros((1, len(space))), exclusive)
+    assert int(scored.decision.top_ids[0, 0]) == leaves[1]
+    assert np.isclose(scored.decision.top_scores[0, 0], 0.7)
+
+
+def test_in_domain_factor_scales_scores_and_keeps_consistency(taxonomy: Taxonomy) -> None:
+    leaves = ids(taxonomy, "Fancy Dress > Masks", "Hobbies > Trains")
+    space = LabelSpace.build(taxonomy, leaves, leaves)
+    params = ScoringParams(1.0, 1.0, 1.0, np.full(len(space), 0.8, dtype=np.float32))
+    exclusive = np.log(np.asarray([[0.9, 0.1], [0.9, 0.1]], dtype=np.float32))
+    domain = InDomain(full=0.5, zero=0.3)
+    factor = domain.factor(np.asarray([0.9, 0.35]))
+    assert factor.tolist() == pytest.approx([1.0, 0.25])
+    scored = score_logits(space, params, np.zeros((2, len(space))), exclusive, in_domain=factor)
+    assert scored.decision.predicted[0] == leaves[0]
+    assert scored.decision.predicted[1] == -1  # unlike training: nothing accepted → review
+    for index, entry in enumerate(space.entries):
+        if entry.parent >= 0:
+            assert (scored.scores[:, entry.parent] >= scored.scores[:, index]).all()
+
+
+def test_in_domain_fit_uses_the_quantile() -> None:
+    domain = InDomain.fit(np.linspace(0.0, 1.0, 101), 0.05, 0.2)
+    assert domain.full == pytest.approx(0.05)
+    assert domain.zero == pytest.approx(-0.15)
+    assert InDomain.from_dict(domain.to_dict()) == domain
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def test_wilson_lower_bound() -> None:
+    assert wilson_lower(0, 0) == 0.0
+    assert 0.9 < wilson_lower(95, 100) < 0.95
+    assert wilson_lower(950, 1000) > wilson_lower(95, 100)
+
+
+def test_served_point_serves_the_deepest_node_that_clears(taxonomy: Taxonomy) -> None:
+    leaves = ids(taxonomy, "Fancy Dress > Costumes > Adults", "Fancy Dress > Masks")
+    space = LabelSpace.build(taxonomy, leaves, leaves)
+    # Row 0 is sure of Adults (right), row 1 half-sure of Adults (truth: Masks).
+    exclusive = np.asarray([[0.95, 0.05], [0.55, 0.45]], dtype=np.float32)
+    scores = space.subtree_sum(exclusive)
+    table = path_table(space, scores, leaves[:1] + leaves[1:], exclusive)
+    assert table.depth.tolist() == [3, 3]
+    point = served_point(table, 0.9)
+    # Row 0 at the leaf; row 1 only "Fancy Dress" (mass 1.0), which is a true ancestor.
+    assert point.precision == 1.0
+    assert point.served == 1.0
+    assert point.leaf_coverage == 0.5
+    assert served_point(table, 0.5).precision == 0.5  # row 1 served the wrong leaf
+
+
+def test_chosen_threshold_keeps_precision_on_unseen_data(taxonomy: Taxonomy) -> None:
+    """Choose on one half of simulated calibrated predictions, check on the other."""
+    leaves = ids(
+        taxonomy, "Fancy Dress > Costumes > Adults", "Fancy Dress > Masks", "Hobbies > Trains"
+    )
+    space = LabelSpace.build(taxonomy, leaves, leaves)
+    rng = np.random.default_rng(0)
+    n = 4000
+    confidence = rng.uniform(0.34, 1.0, n)
+    predicted = rng.integers(0, 3, n)
+    right = rng.uniform(size=n) < confidence  # calibrated: P(right) = confidence
+    truth = np.where(right, predicted, (predicted + rng.integers(1, 3, n)) % 3)
+    probabilities = np.full((n, 3), 0.0, dtype=np.float32)
+    probabilities[np.arange(n), predicted] = confidence
+    for row in range(n):
+        others = [c for c in range(3) if c != predicted[row]]
+        probabilities[row, others] = (1 - confidence[row]) / 2
+    scores = space.subtree_sum(probabilities)
+    truth_ids = [leaves[t] for t in truth]
+    fit_table = path_table(space, scores[: n // 2], truth_ids[: n // 2], probabilities[: n // 2])
+    check = path_table(space, scores[n // 2 :], truth_ids[n // 2 :], probabilities[n // 2 :])
+    chosen = choose_served_threshold(fit_table, 0.9)
+    assert chosen.lower_bound >= 0.9
+    assert served_point(check, chosen.threshold).precision >= 0.9
+    assert 0.0 < chosen.served < 1.0
+
+
+# ------------------------------------------------------------- end to end
+
+
+def test_train_export_and_serve_agree(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    """Trained weights, written as a version, give the same decisions through ``Predictor``."""
+    paths = ["Fancy Dress > Costumes > Adults", "Fancy Dress > Masks", "Hobbies > Trains"]
+    words = {
+        paths[0]: ["adult costume", "pirate costume men", "ladies costume outfit"],
+        paths[1]: ["party mask", "venetian mask", "halloween mask"],
+        paths[2]: ["steam locomotive", "train set", "diesel train"],
+    }
+    fields, truth = [], []
+    for path, titles in words.items():
+        for i, title in enumerate(titles * 4):
+            fields.append(ProductFields(title=f"{title} {i}", brand="Acme"))
+            truth.append(taxonomy.by_path(path))
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(len(fields), 384)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    image = np.zeros((len(fields), 1280), dtype=np.float32)
+    mask = np.zeros(len(fields), dtype=np.float32)
+    space = LabelSpace.build(taxonomy, truth, truth)
+    model = train_linear(fields, text, image, mask, truth, space, LinearTrainConfig(folds=3), 0.9)
+    assert model.held_out["leaf_accuracy"] > 0.9
+    from training.linear import build_network
+
+    network = build_network(model)
+    torch.jit.save(network, str(tmp_path / NETWORK_FILE))
+    (tmp_path / FEATURES_FILE).write_text(json.dumps(model.features.to_dict()))
+    raw = {"format": 1, **linear_metadata(model, taxonomy, "hash")}
+    metadata = ModelMetadata.from_dict(json.loads(json.dumps(raw)), 1)
+    loaded = torch.jit.load(str(tmp_path / NETWORK_FILE))  # type: ignore[no-untyped-call]
+    tfidf = TfidfFeatures.from_dict(model.features.to_dict())
+    predictor = Predictor(loaded, metadata, encoder=None, tfidf=tfidf)  # type: ignore[arg-type]
+    outputs = predictor.predict_encoded(fields, text)
+    assert (outputs.top_ids[:, 0] == np.asarray(truth)).mean() == 1.0
+    direct = model.weights.logits(model.features.transform(fields).matrix, text, image, mask)
+    expected = space.leaf_ids
+    assert [expected[i] for i in direct.argmax(axis=1)] == outputs.top_ids[:, 0].tolist()
