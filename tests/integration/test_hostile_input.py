@@ -87,6 +87,7 @@ def _publish(settings: Settings, messages: list[HostileMessage], workdir: Path) 
     """confluent-kafka for most, kcat for its cases, interleaved in three rounds."""
     by_client = [m for m in messages if not m.via_kcat]
     by_kcat = [(m.key or b"", m.value or b"") for m in messages if m.via_kcat]
+    assert len(by_kcat) >= 5, "the kcat cases are missing"
     half = len(by_client) // 2
     produce_all(settings, ((m.key, m.value) for m in by_client[:half]))
     produce_with_kcat(settings, by_kcat, workdir)
@@ -103,9 +104,9 @@ def _expectations(
         assert seen.expect == message.expect, f"{seen.kind} and {message.kind} are the same bytes"
     matched = []
     for record in records:
-        message = by_bytes.get((record.key, record.value))
-        assert message is not None, f"unknown record at {record.partition}:{record.offset}"
-        matched.append((record, message))
+        found = by_bytes.get((record.key, record.value))
+        assert found is not None, f"unknown record at {record.partition}:{record.offset}"
+        matched.append((record, found))
     return matched
 
 
