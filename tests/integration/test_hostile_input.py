@@ -110,6 +110,7 @@ def _expectations(
     return matched
 
 
+@pytest.mark.timeout(900)
 def test_hostile_input_is_dead_lettered_once_and_nothing_wedges(
     settings: Settings, tmp_path: Path
 ) -> None:

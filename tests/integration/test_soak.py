@@ -108,6 +108,7 @@ def _measure_max_rate(settings: Settings, pipeline: Pipeline, feed: CatalogueFee
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(int(SOAK_MINUTES * 60 + 3600))
 def test_rss_stays_flat_at_half_the_maximum_rate(
     settings: Settings, local_stack: RunningStack, tmp_path: Path
 ) -> None:
