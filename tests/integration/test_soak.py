@@ -62,11 +62,13 @@ class CatalogueFeed(threading.Thread):
         super().__init__(name="catalogue-feed", daemon=True)
         self.settings, self.prefix, self.rate = settings, prefix, rate
         self.stopping = threading.Event()
-        self.feed: PacedFeed | None = None
+        self.base = int(time.time() * 1000) - 30 * 86_400_000  # never "in the future"
+        self.next_seq = 0  # updated_at = base + seq: every event is newer than the last
 
-    def events(self, count: int, start: int) -> list[FeedEvent]:
+    def events(self, count: int) -> list[FeedEvent]:
+        start, self.next_seq = self.next_seq, self.next_seq + count
         rng = random.Random(SEED + start)
-        base = int(time.time() * 1000) - 30 * 86_400_000
+        base = self.base
         out = []
         for seq in range(start, start + count):
             product_id = f"{self.prefix}-{rng.randrange(CATALOGUE)}"
@@ -79,11 +81,8 @@ class CatalogueFeed(threading.Thread):
 
     def run(self) -> None:
         chunk = max(1, int(self.rate * 30))  # 30 seconds of events per paced chunk
-        start = 0
         while not self.stopping.is_set():
-            self.feed = PacedFeed(self.settings, self.events(chunk, start), self.rate)
-            self.feed.run()  # in this thread
-            start += chunk
+            PacedFeed(self.settings, self.events(chunk), self.rate).run()  # in this thread
 
 
 def _sample(pipeline: Pipeline, stack: RunningStack, began: float) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def _sample(pipeline: Pipeline, stack: RunningStack, began: float) -> dict[str, 
 
 
 def _measure_max_rate(settings: Settings, pipeline: Pipeline, feed: CatalogueFeed) -> float:
-    burst = PacedFeed(settings, feed.events(BURST, 10_000_000), rate=1e6)
+    burst = PacedFeed(settings, feed.events(BURST), rate=1e6)
     began = time.monotonic()
     burst.run()
     assert wait_for(lambda: not lagging_partitions(settings), 900, every_s=2), (
@@ -118,7 +117,7 @@ def test_rss_stays_flat_at_half_the_maximum_rate(
     samples: list[dict[str, Any]] = []
     try:
         # Warm the pipeline up (models loaded, topics assigned) before timing the burst.
-        PacedFeed(settings, feed.events(200, 20_000_000), rate=1e6).run()
+        PacedFeed(settings, feed.events(200), rate=1e6).run()
         assert wait_for(lambda: not lagging_partitions(settings), 600, every_s=2)
         max_rate = _measure_max_rate(settings, pipeline, feed)
         feed.rate = max_rate / 2
