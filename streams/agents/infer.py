@@ -39,7 +39,7 @@ from streams.app import product_topic
 from streams.contiguity import PartitionContiguity
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
-from streams.inference import STAGE, BatchOutputs, InferenceStep
+from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
 from streams.model_state import ModelState
 from streams.review import ReviewRouter
 from triton_models.triton_client import TritonClient
@@ -239,7 +239,7 @@ class InferAgent:
         await self.dead_letters.send(SourceMessage.of(message), error)
         EVENTS.labels(stage=STAGE, outcome="dead_lettered").inc()
 
-    def _remember(self, event: Any, product_id: str, last: dict[str, Any] | None) -> None:
+    def _remember(self, event: Any, product_id: str, last: LastPrediction | None) -> None:
         # The table's changelog partition comes from the "current event": make it the
         # product's own event, not whichever event the batch buffer saw last.
         if event is not None:
