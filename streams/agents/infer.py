@@ -114,8 +114,10 @@ class InferAgent:
             # Whichever ends first decides: the taker ends with the stream; the
             # finisher only ends by failing, and then nothing would ever be acked again.
             await asyncio.wait({finisher, taker}, return_when=asyncio.FIRST_COMPLETED)
-            if finisher.done():
-                self._stop_process(finisher.exception())
+            failed = finisher if finisher.done() else taker
+            error = failed.exception()
+            if failed is finisher or isinstance(error, DeadLetterLimitExceeded):
+                self._stop_process(error)
                 await asyncio.Event().wait()  # hold, acking nothing, until shutdown cancels us
             await taker
         finally:

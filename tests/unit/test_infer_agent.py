@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from catstream.deadletters import DlqLimit
 from catstream.liveness import LIVENESS
 from catstream.settings import Settings
 from schemas.events import DeadLetter, NormalisedProduct, Prediction
+from streams.agents import infer as infer_module
 from streams.agents.infer import InferAgent
 from streams.inference import BatchOutputs
 from tests.unit.stream_harness import Event, MemoryApp, MemoryStream, MemoryTopic, Message
@@ -142,3 +144,27 @@ def test_a_deleted_product_leaves_the_last_prediction_table() -> None:
 
     asyncio.run(run())
     assert agent.last_predictions == {}
+
+
+def test_the_guard_tripping_while_taking_events_stops_the_process(
+    stops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_decode(message: Any) -> Any:
+        raise UnicodeError("decoder bug")
+
+    monkeypatch.setattr(infer_module, "_decode", broken_decode)
+    agent, topics = _agent(FailingStep())
+    agent.policy.guard.limit = DlqLimit(1.0, window=1000, max_consecutive_count=1)
+    stream = MemoryStream([[_event(0, "a"), _event(1, "b"), _event(2, "c")]])
+
+    async def run() -> None:
+        consuming = asyncio.ensure_future(agent.consume(stream))
+        try:
+            await _until(lambda: bool(stops))
+        finally:
+            consuming.cancel()
+
+    asyncio.run(run())
+    assert stream.acked == []
+    assert len(topics["deadletter"].sent) == 1  # the second bug tripped the guard
+    assert "2 messages in a row" in LIVENESS.stopping["infer"]
