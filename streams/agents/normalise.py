@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -54,9 +55,9 @@ class NormaliseStep:
         self,
         settings: Settings,
         states: Any,
-        normalised: faust.TopicT,
-        deadletter: faust.TopicT,
-        clock_ms: Any = now_ms,
+        normalised: Any,
+        deadletter: Any,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
         self.states = states

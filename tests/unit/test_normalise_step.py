@@ -90,7 +90,7 @@ def test_a_lone_surrogate_in_a_title_is_repaired_not_fatal() -> None:
 def test_a_bug_in_the_normaliser_is_a_processing_bug_and_the_next_message_still_flows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = normalise_module.normalise_product
+    from normaliser.product import normalise_product as real
 
     def sometimes_broken(raw: Any, **kwargs: Any) -> Any:
         if raw.product_id == "bad":

@@ -142,7 +142,7 @@ def test_no_commit_until_the_dead_letters_are_delivered() -> None:
 
         return retry_blocking(call, dependency=dependency, wait=wait)
 
-    runner._until_done = fast  # type: ignore[method-assign]
+    runner._until_done = fast
     assert runner.run_once() == 1
     assert commits_when_refused == [0, 0]  # both retries happened before any commit
     assert runner.consumer.commits == [[(0, 1)]]
