@@ -256,7 +256,12 @@ def _decode(message: Any) -> NormalisedProduct:
     if message.value is None:
         key = message.key.decode("utf-8", "replace") if message.key else ""
         if not key:
-            raise InvalidMessage("tombstone without a key on products.normalised")
+            raise InvalidMessage(
+                "tombstone without a key on products.normalised; only the normalise agent "
+                "should write this topic (it keys every event by product_id): find the "
+                "foreign producer",
+                error_class="InvalidProductId",
+            )
         return NormalisedProduct(product_id=key, op="delete")
     try:
         return NormalisedProduct.model_validate_json(message.value)
