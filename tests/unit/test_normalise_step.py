@@ -187,3 +187,14 @@ def test_a_dead_letter_the_broker_refuses_is_sent_again_before_the_message_count
     deadletter.refuse.append(KafkaTimeoutError())
     assert _handle(step, raw_message(0, b"p", b"{not json")) == ["dead_lettered"]
     assert len(deadletter.sent) == 1
+
+
+def test_a_product_too_big_to_publish_once_normalised_is_dead_lettered() -> None:
+    step, states, normalised, deadletter = _step(max_message_bytes=50_000)
+    value = json.dumps({"product_id": "p", "description": "word " * 9_000}).encode()
+    assert len(value) < 50_000  # the raw message is within the limit
+    assert _handle(step, raw_message(0, b"p", value)) == ["dead_lettered"]
+    (letter,) = _letters(deadletter)
+    assert letter.error_class == "MessageTooLarge"
+    assert normalised.sent == []
+    assert states == {}
