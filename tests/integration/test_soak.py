@@ -10,8 +10,8 @@ their children) is sampled each minute; after the warm-up each grows less
 than 10%. The curve is written to ``rss-curve.json`` and ``rss-curve.csv`` in
 the test's tmp dir and printed.
 
-``CATSTREAM_SOAK_MINUTES`` and ``CATSTREAM_SOAK_SAMPLE_S`` shorten a run (for
-trying the test out; the issue's numbers are the defaults).
+``CATSTREAM_SOAK_MINUTES``, ``CATSTREAM_SOAK_SAMPLE_S`` and ``CATSTREAM_SOAK_BURST``
+shorten a run (for trying the test out; the issue's numbers are the defaults).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ SAMPLE_S = float(os.environ.get("CATSTREAM_SOAK_SAMPLE_S", "60"))
 WARMUP_FRACTION = 1 / 6  # the first 5 of 30 minutes
 MAX_GROWTH = 0.10
 CATALOGUE = 2000
-BURST = 1500
+BURST = int(os.environ.get("CATSTREAM_SOAK_BURST", "1500"))
 SEED = 61
 
 
