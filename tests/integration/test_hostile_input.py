@@ -158,7 +158,8 @@ def test_hostile_input_is_dead_lettered_once_and_nothing_wedges(
     finally:
         worker.stop()
     print(f"hostile suite: {len(messages)} messages, {time.monotonic() - started:.0f}s")
-    assert not failures, "\n".join(failures) + "\n--- worker log tail ---\n" + worker.log_tail(30)
+    tail = "\n".join(line[:300] for line in worker.log_tail(30).splitlines())
+    assert not failures, "\n".join(failures) + "\n--- worker log tail ---\n" + tail
 
 
 def _check_process(worker: WorkerProcess, log_path: Path, settings: Settings) -> list[str]:
