@@ -101,7 +101,8 @@ def _measure_max_rate(settings: Settings, pipeline: Pipeline, feed: CatalogueFee
     began = time.monotonic()
     burst.run()
     assert wait_for(lambda: not lagging_partitions(settings), 900, every_s=2), (
-        "the burst was not processed in 900 s\n" + pipeline.log_tails()
+        f"the burst was not processed in 900 s: {lagging_partitions(settings)}\n"
+        + pipeline.log_tails()
     )
     return BURST / (time.monotonic() - began)
 
@@ -118,7 +119,10 @@ def test_rss_stays_flat_at_half_the_maximum_rate(
     try:
         # Warm the pipeline up (models loaded, topics assigned) before timing the burst.
         PacedFeed(settings, feed.events(200), rate=1e6).run()
-        assert wait_for(lambda: not lagging_partitions(settings), 600, every_s=2)
+        assert wait_for(lambda: not lagging_partitions(settings), 600, every_s=2), (
+            f"the warm-up was not processed in 600 s: {lagging_partitions(settings)}\n"
+            + pipeline.log_tails()
+        )
         max_rate = _measure_max_rate(settings, pipeline, feed)
         feed.rate = max_rate / 2
         print(f"soak: maximum rate {max_rate:.1f}/s, running at {feed.rate:.1f}/s")
