@@ -69,3 +69,10 @@ def test_lone_surrogates_in_text_become_replacement_characters() -> None:
 def test_a_surrogate_pair_is_one_character_and_kept() -> None:
     value = b'{"product_id": "a", "title": "\\ud83d\\ude00"}'
     assert decode_raw_product(b"a", value, 10_000).title == "\U0001f600"
+
+
+def test_a_product_without_a_key_is_refused() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode_raw_product(None, b'{"product_id": "a"}', 10_000)
+    assert caught.value.error_class == "KeyMismatch"
+    assert "key products.raw messages by product_id" in caught.value.reason
