@@ -89,14 +89,19 @@ def processing_bug(exc: BaseException) -> InvalidMessage:
 
 
 def dead_letter_event(
-    source: SourceMessage,
     *,
+    value: bytes | None,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
     stage: str,
     error_class: str,
     reason: str,
     max_original_bytes: int = 700_000,
 ) -> DeadLetter:
     """The dead letter for one message; an original over ``max_original_bytes`` is cut."""
+    source = SourceMessage(topic, partition, offset, key, value)
     value = source.value or b""
     key = source.key
     truncated = len(value) > max_original_bytes or (key is not None and len(key) > MAX_KEY_BYTES)
@@ -237,7 +242,11 @@ class DeadLetterPolicy:
                 exc_info=exc,
             )
         event = dead_letter_event(
-            source,
+            value=source.value,
+            key=source.key,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
             stage=self.stage,
             error_class=error.error_class,
             reason=error.reason,

@@ -4,6 +4,10 @@
   to the dead-letter topic with a reason and the stage moves on.
 * ``RecoverableError``: a dependency (Triton, Milvus, Elasticsearch, Kafka) is
   unavailable or pushing back. Back off and retry; never commit past the event.
+
+Any other exception while handling one message is a bug of ours: it becomes a
+``ProcessingBug`` dead letter. ``catstream.deadletters`` applies these rules for
+every stage.
 """
 
 from __future__ import annotations
@@ -32,4 +36,4 @@ class RecoverableError(CatstreamError):
 
 
 class DeadLetterLimitExceeded(CatstreamError):
-    """Most recent input is failing: stop loudly instead of dead-lettering everything."""
+    """Too many ``ProcessingBug`` letters: stop the process instead of dead-lettering everything."""

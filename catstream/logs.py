@@ -41,6 +41,17 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now*: a logger bound at import time must not
+    keep a stream that was replaced since (pytest swaps it per test and closes the old)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog and stdlib logging once per process."""
     global _configured
@@ -62,7 +73,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")

@@ -17,6 +17,7 @@ rejects are dead-lettered with the reason.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 
 STAGE = "infer"
+LastPrediction = str | dict[str, Any]
 log = get_logger(__name__, stage=STAGE)
 
 
@@ -58,7 +60,9 @@ class BatchOutputs:
     review: list[ReviewItem] = field(default_factory=list)
     # The product and why: InvalidMessage (its fault) or any other exception (a bug).
     dead_letters: list[tuple[NormalisedProduct, BaseException]] = field(default_factory=list)
-    last_predictions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    # Product id → its prediction as JSON text (None: forget it). Text, not a dict: it
+    # is a quarter of the memory per product in the agent's table.
+    last_predictions: dict[str, LastPrediction | None] = field(default_factory=dict)
 
 
 class InferenceStep:
@@ -82,7 +86,7 @@ class InferenceStep:
     async def run(
         self,
         products: list[NormalisedProduct],
-        last_prediction: Callable[[str], dict[str, Any] | None],
+        last_prediction: Callable[[str], LastPrediction | None],
     ) -> BatchOutputs:
         started = time.perf_counter()
         out = BatchOutputs()
@@ -107,10 +111,12 @@ class InferenceStep:
         EVENTS.labels(stage=STAGE, outcome="deleted").inc()
 
     def _carry_forward(
-        self, product: NormalisedProduct, last: dict[str, Any], out: BatchOutputs
+        self, product: NormalisedProduct, last: LastPrediction, out: BatchOutputs
     ) -> None:
+        # Tables written before predictions were stored as text hold dicts.
+        known = json.loads(last) if isinstance(last, str) else last
         prediction = Prediction.model_validate(
-            {**last, "updated_at": product.updated_at, "carried_forward": True}
+            {**known, "updated_at": product.updated_at, "carried_forward": True}
         )
         out.predictions.append((product.product_id, prediction))
         EVENTS.labels(stage=STAGE, outcome="carried_forward").inc()
@@ -246,5 +252,5 @@ class InferenceStep:
         out.embeddings.append((product.product_id, embedding))
         if review is not None:
             out.review.append(review)
-        out.last_predictions[product.product_id] = prediction.model_dump(mode="json")
+        out.last_predictions[product.product_id] = prediction.model_dump_json()
         EVENTS.labels(stage=STAGE, outcome="categorised").inc()

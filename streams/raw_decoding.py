@@ -168,9 +168,15 @@ def _preview(value: Any) -> str:
 
 
 def _check_key(key: bytes | None, product_id: str) -> None:
-    # The fingerprint table is partitioned by key; a mismatched key would put the
-    # product's state on another partition and break change detection.
-    if key is not None and key.decode("utf-8", "replace") != product_id:
+    # The fingerprint table is partitioned by key; a missing or mismatched key would put
+    # the product's state on another partition and break change detection.
+    if key is None:
+        raise InvalidMessage(
+            f"message has no key (product_id {product_id[:60]!r}); key products.raw messages "
+            "by product_id so every update of a product lands on the same partition",
+            error_class="KeyMismatch",
+        )
+    if key.decode("utf-8", "replace") != product_id:
         raise InvalidMessage(
             f"message key {key[:60]!r} differs from product_id {product_id[:60]!r}; "
             "key products.raw messages by product_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from catstream.liveness import EXIT_GUARD_TRIPPED, LIVENESS
 from catstream.logs import get_logger
 from catstream.settings import Settings
 from streams.agents.normalise import register_normalise_agent
@@ -45,5 +46,15 @@ def run_worker(settings: Settings, *, agents: list[str], sinks: bool, api: bool)
         kafka=settings.kafka_bootstrap,
     )
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
-    return 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:  # pragma: no cover (execute_from_commandline always exits)
+        code = 0
+    if LIVENESS.stopping:
+        # A dead-letter guard (or a dead agent task) stopped the worker: exit non-zero so
+        # the supervisor restarts it and the unacknowledged messages are handled again.
+        log.error("worker_stopped_unfit", reasons=LIVENESS.stopping, exit_code=EXIT_GUARD_TRIPPED)
+        return EXIT_GUARD_TRIPPED
+    return code

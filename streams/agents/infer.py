@@ -39,7 +39,7 @@ from streams.app import product_topic
 from streams.contiguity import PartitionContiguity
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
-from streams.inference import STAGE, BatchOutputs, InferenceStep
+from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
 from streams.model_state import ModelState
 from streams.review import ReviewRouter
 from triton_models.triton_client import TritonClient
@@ -114,8 +114,10 @@ class InferAgent:
             # Whichever ends first decides: the taker ends with the stream; the
             # finisher only ends by failing, and then nothing would ever be acked again.
             await asyncio.wait({finisher, taker}, return_when=asyncio.FIRST_COMPLETED)
-            if finisher.done():
-                self._stop_process(finisher.exception())
+            failed = finisher if finisher.done() else taker
+            error = failed.exception()
+            if failed is finisher or isinstance(error, DeadLetterLimitExceeded):
+                self._stop_process(error)
                 await asyncio.Event().wait()  # hold, acking nothing, until shutdown cancels us
             await taker
         finally:
@@ -239,7 +241,7 @@ class InferAgent:
         await self.dead_letters.send(SourceMessage.of(message), error)
         EVENTS.labels(stage=STAGE, outcome="dead_lettered").inc()
 
-    def _remember(self, event: Any, product_id: str, last: dict[str, Any] | None) -> None:
+    def _remember(self, event: Any, product_id: str, last: LastPrediction | None) -> None:
         # The table's changelog partition comes from the "current event": make it the
         # product's own event, not whichever event the batch buffer saw last.
         if event is not None:
@@ -254,7 +256,12 @@ def _decode(message: Any) -> NormalisedProduct:
     if message.value is None:
         key = message.key.decode("utf-8", "replace") if message.key else ""
         if not key:
-            raise InvalidMessage("tombstone without a key on products.normalised")
+            raise InvalidMessage(
+                "tombstone without a key on products.normalised; only the normalise agent "
+                "should write this topic (it keys every event by product_id): find the "
+                "foreign producer",
+                error_class="InvalidProductId",
+            )
         return NormalisedProduct(product_id=key, op="delete")
     try:
         return NormalisedProduct.model_validate_json(message.value)

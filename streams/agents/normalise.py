@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -54,9 +55,9 @@ class NormaliseStep:
         self,
         settings: Settings,
         states: Any,
-        normalised: faust.TopicT,
-        deadletter: faust.TopicT,
-        clock_ms: Any = now_ms,
+        normalised: Any,
+        deadletter: Any,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
         self.states = states
@@ -145,10 +146,16 @@ class NormaliseStep:
         return "deleted"
 
     async def _publish(self, product: NormalisedProduct) -> None:
-        await self.normalised.send(
-            key=product.product_id.encode("utf-8"),
-            value=product.model_dump_json().encode("utf-8"),
-        )
+        value = product.model_dump_json().encode("utf-8")
+        if len(value) > self.settings.max_message_bytes:
+            # The broker would refuse it after we moved on: refuse it here, with a reason.
+            raise InvalidMessage(
+                f"the normalised product is {len(value):,} bytes (raw fields plus cleaned "
+                f"ones), over the {self.settings.max_message_bytes:,}-byte limit; trim long "
+                "fields (description, extra) in the feed",
+                error_class="MessageTooLarge",
+            )
+        await self.normalised.send(key=product.product_id.encode("utf-8"), value=value)
 
 
 async def run_normalise(step: NormaliseStep, message: Any) -> bool:

@@ -309,6 +309,10 @@ def check_final_state(settings: Settings, events: list[FeedEvent]) -> list[str]:
         vector = embeddings.get((pid, fp or ""))
         if row is not None and vector is not None and _cosine(row["text_vector"], vector) < 0.999:
             wrong_vector.append(pid)
+    suspects: list[str] = [i.split()[0] for i in old_milvus + old_es][:2]
+    suspects += (wrong_fp + wrong_prediction + wrong_vector)[:2]
+    for present in (set(rows), set(docs)):
+        suspects += sorted(present & deleted)[:1] + sorted(set(alive) - present)[:1]
     for label, items in (
         ("Milvus rows not at the latest updated_at", old_milvus),
         ("Elasticsearch docs not at the latest updated_at", old_es),
@@ -320,7 +324,29 @@ def check_final_state(settings: Settings, events: list[FeedEvent]) -> list[str]:
             failures.append(f"{len(items)} {label}: {items[:6]}")
     if lagging := lagging_partitions(settings):
         failures.append(f"consumer groups not at the end of their partitions: {lagging}")
+    if failures and suspects:
+        failures.append(trace(settings, set(suspects[:6]), docs))
     return failures
+
+
+def trace(settings: Settings, product_ids: set[str], docs: dict[str, Any]) -> str:
+    """Each topic's records of a few products, and their Elasticsearch versions."""
+    lines = ["trace (topic partition:offset op updated_at fingerprint[:8]):"]
+    for topic in ("raw", "normalised", "predictions", "embeddings"):
+        for record, value in json_values(read_all(settings, topic)):
+            key = record.key.decode("utf-8", "replace") if record.key else None
+            if key not in product_ids:
+                continue
+            if value is None:
+                lines.append(f"  {key} {topic} {record.partition}:{record.offset} tombstone")
+                continue
+            lines.append(
+                f"  {key} {topic} {record.partition}:{record.offset} {value.get('op', '')} "
+                f"{value.get('updated_at')} {str(value.get('fingerprint'))[:8]}"
+            )
+    for pid in sorted(product_ids):
+        lines.append(f"  {pid} elasticsearch versions {(docs.get(pid) or {}).get('versions')}")
+    return "\n".join(lines)
 
 
 def _raw_events_all_normalised(

@@ -52,6 +52,7 @@ def run_chaos(
     rate: float,
     seed: int,
     settle_s: float,
+    gap_s: tuple[float, float] = (3.0, 12.0),
 ) -> None:
     started = time.monotonic()
     prefix = f"c{random.Random(seed).getrandbits(24):x}"
@@ -60,7 +61,12 @@ def run_chaos(
     create_topics(settings)
     pipeline = Pipeline(settings, tmp_path / "logs").start()
     chaos = Chaos(
-        pipeline, local_stack.stack, worker_kills=worker_kills, sink_kills=sink_kills, seed=seed
+        pipeline,
+        local_stack.stack,
+        worker_kills=worker_kills,
+        sink_kills=sink_kills,
+        gap_s=gap_s,
+        seed=seed,
     )
     feed = PacedFeed(settings, events, rate)
     try:
@@ -83,6 +89,7 @@ def run_chaos(
     assert not failures, "\n".join(failures) + "\n" + pipeline.log_tails()
 
 
+@pytest.mark.timeout(1200)
 def test_kills_and_outages_lose_nothing_and_keep_the_latest_version(
     settings: Settings, local_stack: RunningStack, tmp_path: Path
 ) -> None:
@@ -100,6 +107,7 @@ def test_kills_and_outages_lose_nothing_and_keep_the_latest_version(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)
 def test_large_chaos_twenty_thousand_products_ten_kills(
     settings: Settings, local_stack: RunningStack, tmp_path: Path
 ) -> None:
@@ -113,4 +121,5 @@ def test_large_chaos_twenty_thousand_products_ten_kills(
         rate=60.0,
         seed=47,
         settle_s=1800,
+        gap_s=(10.0, 40.0),  # spread 17 actions over the ~8-minute feed
     )

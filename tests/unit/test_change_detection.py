@@ -43,3 +43,19 @@ def test_state_round_trips_through_the_table_format() -> None:
     state = ProductState(10, "a")
     assert ProductState.from_dict(state.as_dict()) == state
     assert ProductState.from_dict(None) is None
+
+
+def test_updated_at_beyond_the_skew_is_refused_with_what_to_do() -> None:
+    import pytest
+
+    from catstream.errors import InvalidMessage
+    from streams.change_detection import check_not_in_future
+
+    day = 86_400_000
+    check_not_in_future(None, 0, day)
+    check_not_in_future(1000 + day, 1000, day)  # exactly at the limit is fine
+    with pytest.raises(InvalidMessage, match="days in the future") as caught:
+        check_not_in_future(10**30, 1000, day)  # also an updated_at that overflows int64
+    assert caught.value.error_class == "UpdatedAtInFuture"
+    with pytest.raises(InvalidMessage, match="before 1970"):
+        check_not_in_future(-1, 1000, day)

@@ -251,3 +251,19 @@ def test_shared_symbols_defer_to_the_column_but_codes_do_not() -> None:
     assert parse_price("$19.99", "CAD").currency == "CAD"
     assert parse_price("1 299,00 SEK", "EUR").currency == "SEK"
     assert parse_price("1 299,00 kr", "NOK").currency == "NOK"
+
+
+@pytest.mark.parametrize(
+    ("value", "warning"),
+    [
+        (10**5000, "price_too_large: an integer of about 5,001 digits"),
+        (-(10**5000), "price_negative"),
+        (10**12, "price_too_large: an integer of about 13 digits"),
+    ],
+    ids=["5000-digits", "minus-5000-digits", "13-digits"],
+)
+def test_a_huge_integer_price_is_a_warning_not_a_crash(value: int, warning: str) -> None:
+    # Before: str() of an int over 4,300 digits raised ValueError inside the normaliser.
+    parsed = parse_price(value, "EUR")
+    assert parsed.amount is None
+    assert parsed.warnings[0].startswith(warning)

@@ -38,3 +38,41 @@ def test_invalid_messages_name_the_problem(
         decode_raw_product(key, value, 400)
     assert caught.value.error_class == error_class
     assert says in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "error_class", "says"),
+    [
+        (b"[" * 5000, "TooDeeplyNested", "nested more than"),  # was a RecursionError
+        (b'{"product_id": "a", "extra": ' + b"[" * 40 + b"]" * 40 + b"}", "TooDeeplyNested", "32"),
+        (b'{"product_id": "a", "price": ' + b"1" * 5000 + b"}", "NumberTooLarge", "as text"),
+        (b'{"product_id": "a", "price": Infinity}', "InvalidJson", "Infinity"),
+        (b'{"product_id": "a", "price": NaN}', "InvalidJson", "send null"),
+        (b'{"product_id": "\\udc00"}', "InvalidProductId", "surrogate"),
+    ],
+)
+def test_hostile_json_is_refused_with_a_reason(value: bytes, error_class: str, says: str) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode_raw_product(b"a", value, 1_000_000)
+    assert caught.value.error_class == error_class
+    assert says in caught.value.reason
+
+
+def test_lone_surrogates_in_text_become_replacement_characters() -> None:
+    value = b'{"product_id": "a", "title": "x\\ud800", "extra": {"k\\udfff": ["\\ud800"]}}'
+    product = decode_raw_product(b"a", value, 10_000)
+    assert product.title == "x\ufffd"
+    assert product.extra == {"k\ufffd": ["\ufffd"]}
+    product.model_dump_json().encode("utf-8")  # encodable: the agent can publish it
+
+
+def test_a_surrogate_pair_is_one_character_and_kept() -> None:
+    value = b'{"product_id": "a", "title": "\\ud83d\\ude00"}'
+    assert decode_raw_product(b"a", value, 10_000).title == "\U0001f600"
+
+
+def test_a_product_without_a_key_is_refused() -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        decode_raw_product(None, b'{"product_id": "a"}', 10_000)
+    assert caught.value.error_class == "KeyMismatch"
+    assert "key products.raw messages by product_id" in caught.value.reason

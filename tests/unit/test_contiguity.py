@@ -1,0 +1,54 @@
+"""Partition contiguity on an in-memory consumer: every offset once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.contiguity import PartitionContiguity
+from tests.unit.stream_harness import TP, MemoryConsumer
+
+TP0 = TP("products.raw", 0)
+
+
+def _admit(contiguity: PartitionContiguity, consumer: MemoryConsumer, *offsets: int) -> list[bool]:
+    async def run() -> list[bool]:
+        return [await contiguity.admit(consumer, TP0, offset) for offset in offsets]
+
+    return asyncio.run(run())
+
+
+def test_without_a_commit_the_first_record_starts_the_run() -> None:
+    contiguity, consumer = PartitionContiguity("normalise"), MemoryConsumer()
+    assert _admit(contiguity, consumer, 5, 6, 7) == [True, True, True]
+    assert consumer.seeks == []
+
+
+def test_the_committed_offset_is_the_next_one_to_handle_and_duplicates_are_dropped() -> None:
+    contiguity = PartitionContiguity("normalise")
+    consumer = MemoryConsumer(_committed_offset={TP0: 10})
+    assert _admit(contiguity, consumer, 8, 9, 10, 10, 11) == [False, False, True, False, True]
+
+
+def test_a_hole_seeks_back_and_waits_for_the_missing_record() -> None:
+    contiguity = PartitionContiguity("normalise", reseek_after_s=3600)
+    consumer = MemoryConsumer(_committed_offset={TP0: 0})
+    assert _admit(contiguity, consumer, 0, 2, 3) == [True, False, False]
+    assert consumer.seeks == [(TP0, 1)]  # once: records queued behind the hole are ignored
+    assert _admit(contiguity, consumer, 1, 2) == [True, True]
+
+
+def test_a_hole_that_stays_after_every_refetch_is_accepted() -> None:
+    contiguity = PartitionContiguity("normalise", reseek_after_s=0, max_refetches=2)
+    consumer = MemoryConsumer(_committed_offset={TP0: 0})
+    assert _admit(contiguity, consumer, 0, 3, 3, 3) == [True, False, False, True]
+    assert consumer.seeks == [(TP0, 1), (TP0, 1)]
+    assert _admit(contiguity, consumer, 4) == [True]
+
+
+def test_revoked_partitions_start_again_from_the_commit() -> None:
+    contiguity = PartitionContiguity("normalise")
+    consumer = MemoryConsumer(_committed_offset={TP0: 0})
+    assert _admit(contiguity, consumer, 0, 1) == [True, True]
+    contiguity.forget({TP0})
+    consumer._committed_offset[TP0] = 1
+    assert _admit(contiguity, consumer, 1) == [True]

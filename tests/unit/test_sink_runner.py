@@ -1,0 +1,160 @@
+"""The sink runner's error path on in-memory Kafka: nothing is committed before its
+dead letters are delivered, and no record can kill the sink."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from catstream.errors import InvalidMessage
+from catstream.liveness import LIVENESS
+from catstream.settings import Settings
+from schemas.events import DeadLetter
+from tests.unit.test_deadletters import RecordingProducer
+from workers.sink import SinkMessage
+from workers.sink_runner import SinkRunner, SinkRunnerConfig
+
+
+@dataclass
+class Record:
+    """The parts of a confluent-kafka Message the runner reads."""
+
+    _offset: int
+    _key: bytes | None
+    _value: bytes | None
+
+    def topic(self) -> str:
+        return "products.embeddings"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 0)
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class Consumer:
+    batches: list[list[Record]]
+    commits: list[list[tuple[int, int]]] = field(default_factory=list)
+    on_empty: Any = None  # called when the batches run out (stops a run() loop)
+
+    def subscribe(self, topics: list[str]) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+        if not self.batches and self.on_empty is not None:
+            self.on_empty()
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, offsets: Any, asynchronous: bool) -> None:
+        self.commits.append([(tp.partition, tp.offset) for tp in offsets])
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class PickySink:
+    """Refuses ``invalid``, fails with a bug on ``bug``, keeps the rest."""
+
+    name: str = "memory"
+    kept: list[str] = field(default_factory=list)
+    flushed: list[list[str]] = field(default_factory=list)
+
+    def add(self, message: SinkMessage) -> None:
+        if message.key == b"invalid":
+            raise InvalidMessage("wrong shape; fix the producer", error_class="SchemaViolation")
+        if message.key == b"bug":
+            raise AttributeError("'NoneType' object has no attribute 'vector'")
+        self.kept.append(message.product_id or "")
+
+    def flush(self) -> None:
+        self.flushed.append(list(self.kept))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def stops() -> Iterator[list[str]]:
+    calls: list[str] = []
+    terminate = LIVENESS.terminate
+    LIVENESS.terminate = lambda: calls.append("stop")
+    yield calls
+    LIVENESS.terminate = terminate
+    LIVENESS.reset()
+
+
+def _runner(batches: list[list[Record]], producer: RecordingProducer, **settings: Any) -> Any:
+    runner = SinkRunner(
+        PickySink(),
+        Settings(**settings),
+        SinkRunnerConfig(topics=["products.embeddings"], group_id="g", instance_id="i"),
+    )
+    runner.consumer.close()
+    runner.consumer = Consumer(batches)  # type: ignore[assignment]
+    runner.dead_letters.producer = producer
+    return runner
+
+
+def test_invalid_and_buggy_records_are_dead_lettered_and_the_batch_committed() -> None:
+    producer = RecordingProducer()
+    batch = [Record(0, b"a", b"{}"), Record(1, b"invalid", b"{}"), Record(2, b"bug", b"{}")]
+    runner = _runner([batch], producer)
+    assert runner.run_once() == 3
+    letters = [DeadLetter.model_validate_json(value) for _, _, value in producer.produced]
+    assert [(d.offset, d.error_class) for d in letters] == [
+        (1, "SchemaViolation"),
+        (2, "ProcessingBug"),
+    ]
+    assert "AttributeError" in letters[1].reason
+    assert runner.consumer.commits == [[(0, 3)]]
+
+
+def test_no_commit_until_the_dead_letters_are_delivered() -> None:
+    # Before: the runner ignored what flush() returned and committed anyway.
+    producer = RecordingProducer(refuse=2)
+    runner = _runner([[Record(0, b"invalid", b"{}")]], producer, deadletter_max_consecutive=100)
+    commits_when_refused: list[int] = []
+
+    def wait(delay: float) -> bool:
+        commits_when_refused.append(len(runner.consumer.commits))
+        return True
+
+    def fast(call: Any, dependency: str) -> Any:
+        from catstream.backoff import retry_blocking
+
+        return retry_blocking(call, dependency=dependency, wait=wait)
+
+    runner._until_done = fast
+    assert runner.run_once() == 1
+    assert commits_when_refused == [0, 0]  # both retries happened before any commit
+    assert runner.consumer.commits == [[(0, 1)]]
+    assert len(producer.produced) == 3
+
+
+def test_the_guard_stops_the_process_and_commits_nothing(stops: list[str]) -> None:
+    producer = RecordingProducer()
+    batch = [Record(i, b"bug", b"{}") for i in range(5)]
+    runner = _runner([batch], producer, deadletter_max_consecutive=3)
+    runner.consumer.on_empty = runner.stop  # without the guard, run() would end here
+    runner.run()
+    assert stops == ["stop"]
+    assert runner.consumer.commits == []
+    assert "memory" in LIVENESS.stopping
