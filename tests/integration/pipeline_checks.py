@@ -21,10 +21,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from elasticsearch import helpers
-from triton_models.categoriser.generated_training import train_on_generated
 
 from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
+from training.generated import train_on_generated
 from workers.elasticsearch_index import elasticsearch_client
 from workers.milvus_collection import connect
 
