@@ -90,4 +90,6 @@ def get_logger(name: str | None = None, **context: Any) -> Any:
     """A structlog logger bound to ``context``."""
     if not _configured:
         configure_logging()
-    return structlog.get_logger(name).bind(**context)
+    # Lazy: the proxy binds on each use, so a logger made at import time follows later
+    # configuration (and structlog.testing.capture_logs).
+    return structlog.get_logger(name, **context)
