@@ -15,7 +15,6 @@ than ``elasticsearch_max_requests_per_s``. Per item:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,20 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import Producer
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from catstream.deadletters import dead_letter_event
 from catstream.errors import InvalidMessage, RecoverableError
-from catstream.kafka_config import librdkafka_config
 from catstream.logs import get_logger
-from catstream.metrics import DEAD_LETTERS, SINK_CONFLICTS, SINK_WRITES, STALE_EVENTS
+from catstream.metrics import SINK_CONFLICTS, SINK_WRITES, STALE_EVENTS
 from catstream.settings import Settings
 from workers.elasticsearch_documents import NormalisedUpsert, SinkEvent, decode
 from workers.elasticsearch_index import elasticsearch_client, ensure_indices, tombstone_index
 from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
-from workers.sink import SinkMessage
+from workers.sink import Refused, SinkMessage
 from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
 SINK_NAME = "elasticsearch"
@@ -44,8 +40,6 @@ MAX_REPLANS = 5
 _RECOVERABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 T = TypeVar("T")
-
-DeadLetterFn = Callable[[SinkMessage, InvalidMessage], None]
 
 
 class RequestPacer:
@@ -87,7 +81,6 @@ class ElasticsearchSink:
         settings: Settings,
         *,
         client: Elasticsearch | None = None,
-        dead_letter: DeadLetterFn | None = None,
     ) -> None:
         self.settings = settings
         self.client = client or elasticsearch_client(settings)
@@ -98,8 +91,8 @@ class ElasticsearchSink:
         self._pending: dict[str, list[_Buffered]] = {}
         self._pool = ThreadPoolExecutor(max(1, settings.elasticsearch_concurrency), "es-bulk")
         self._pacer = RequestPacer(settings.elasticsearch_max_requests_per_s)
-        self._dead_letter = dead_letter or self._publish_dead_letter
-        self._producer: Producer | None = None
+        # Refused for good since the last successful flush; flush() hands them to the runner.
+        self._refused: list[Refused] = []
         self._ready = False
 
     # ------------------------------------------------------------------ Sink API
@@ -109,9 +102,13 @@ class ElasticsearchSink:
         product_id = message.product_id or ""
         self._pending.setdefault(product_id, []).append(_Buffered(message, event))
 
-    def flush(self) -> None:
-        if not self._pending:
-            return
+    def flush(self) -> list[Refused]:
+        if self._pending:
+            self._write_pending()
+        refused, self._refused = self._refused, []
+        return refused
+
+    def _write_pending(self) -> None:
         self._call(self._ensure_ready)
         for _ in range(MAX_REPLANS):
             retry_now, failed = self._flush_round()
@@ -130,8 +127,6 @@ class ElasticsearchSink:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self._producer is not None:
-            self._producer.flush(30)
         self.client.close()
 
     @property
@@ -269,47 +264,26 @@ class ElasticsearchSink:
         self._pending.pop(plan.product_id, None)
 
     def _reject_normalised(self, product_id: str, reason: str) -> None:
-        """Dead-letter the product's normalised records; keep the rest to write without them."""
+        """Refuse the product's normalised records (dead-lettered by the runner); keep the rest."""
         buffered = self._pending.get(product_id, [])
         rejected = [b for b in buffered if isinstance(b.event, NormalisedUpsert)] or buffered
         for item in rejected:
-            self._dead_letter(
-                item.message,
-                InvalidMessage(
-                    f"Elasticsearch refused the document: {reason}; fix the field in the "
-                    "normaliser or feed mapping, then replay it with catstream deadletter replay",
-                    error_class="MappingError",
-                ),
+            self._refused.append(
+                Refused(
+                    item.message,
+                    InvalidMessage(
+                        f"Elasticsearch refused the document: {reason}; fix the field in "
+                        "the normaliser or feed mapping, then replay it with "
+                        "catstream deadletter replay",
+                        error_class="MappingError",
+                    ),
+                )
             )
         kept = [b for b in buffered if b not in rejected]
         if kept:
             self._pending[product_id] = kept
         else:
             self._pending.pop(product_id, None)
-
-    def _publish_dead_letter(self, message: SinkMessage, exc: InvalidMessage) -> None:
-        if self._producer is None:
-            self._producer = Producer(librdkafka_config(self.settings, **{"linger.ms": 5}))
-        event = dead_letter_event(
-            value=message.value,
-            key=message.key,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            stage=SINK_NAME,
-            error_class=exc.error_class,
-            reason=exc.reason,
-        )
-        self._producer.produce(
-            self.settings.topic("deadletter"),
-            key=message.key,
-            value=json.dumps(event.model_dump(mode="json")).encode(),
-        )
-        # Durable before the runner commits the offset it replaces.
-        if self._producer.flush(30) > 0:
-            raise RecoverableError("kafka", "dead letter not acknowledged within 30 s")
-        DEAD_LETTERS.labels(stage=SINK_NAME, error=exc.error_class).inc()
-        self.log.warning("dead_lettered", product_id=message.product_id, reason=exc.reason)
 
     def _call(self, request: Callable[[], T]) -> T:
         """Run one paced request; transport and overload errors become recoverable."""

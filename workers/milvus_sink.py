@@ -51,7 +51,7 @@ from workers.milvus_collection import (
     ensure_collection,
 )
 from workers.milvus_filters import Filter, binds_templates
-from workers.sink import SinkMessage
+from workers.sink import Refused, SinkMessage
 from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
 SINK_NAME = "milvus"
@@ -218,9 +218,9 @@ class MilvusSink:
         """What the next flush writes: product id → row, or None to delete."""
         return dict(self._buffer)
 
-    def flush(self) -> None:
+    def flush(self) -> list[Refused]:
         if not self._buffer:
-            return
+            return []
         candidates = [row for row in self._buffer.values() if row is not None]
         deletes = [pid for pid, row in self._buffer.items() if row is None]
         try:
@@ -251,6 +251,7 @@ class MilvusSink:
             stale=len(candidates) - len(upserts),
         )
         self._buffer.clear()
+        return []  # every row Milvus can be sent is valid by construction (add() checks it)
 
     def close(self) -> None:
         self._drop_client()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from catstream.errors import InvalidMessage
+
 
 @dataclass(frozen=True, slots=True)
 class SinkMessage:
@@ -27,6 +29,14 @@ class SinkMessage:
         return self.key.decode("utf-8", "replace") if self.key is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A buffered record the store will never accept, and why."""
+
+    message: SinkMessage
+    error: InvalidMessage
+
+
 class Sink(Protocol):
     """A batching writer to an external store."""
 
@@ -35,9 +45,12 @@ class Sink(Protocol):
     def add(self, message: SinkMessage) -> None:
         """Buffer one record. Raise ``InvalidMessage`` if it can never be written."""
 
-    def flush(self) -> None:
+    def flush(self) -> list[Refused]:
         """Write everything buffered. Raise ``RecoverableError`` to be retried later;
-        the buffer must survive a failed flush so the retry writes the same records."""
+        the buffer must survive a failed flush so the retry writes the same records.
+
+        Returns the records the store refused for good (each with why): the runner
+        dead-letters them on the shared path before it commits their offsets."""
 
     def close(self) -> None:
         """Release connections."""

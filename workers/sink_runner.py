@@ -111,7 +111,8 @@ class SinkRunner:
         started = time.perf_counter()
         for record in batch:
             self._add(record)
-        self._until_done(self.sink.flush, self.sink.name)
+        for refused in self._until_done(self.sink.flush, self.sink.name):
+            self.dead_letters.publish(SourceMessage.of(refused.message), refused.error)
         # The dead letters must be durable before the offsets they replace are committed.
         self._until_done(self.dead_letters.confirm, "kafka")
         self._commit(batch)

@@ -14,7 +14,7 @@ from catstream.liveness import LIVENESS
 from catstream.settings import Settings
 from schemas.events import DeadLetter
 from tests.unit.test_deadletters import RecordingProducer
-from workers.sink import SinkMessage
+from workers.sink import Refused, SinkMessage
 from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
 
@@ -76,16 +76,25 @@ class PickySink:
     name: str = "memory"
     kept: list[str] = field(default_factory=list)
     flushed: list[list[str]] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
 
     def add(self, message: SinkMessage) -> None:
         if message.key == b"invalid":
             raise InvalidMessage("wrong shape; fix the producer", error_class="SchemaViolation")
         if message.key == b"bug":
             raise AttributeError("'NoneType' object has no attribute 'vector'")
+        if message.key == b"refused-by-store":
+            error = InvalidMessage(
+                "the store refused it; fix the field", error_class="MappingError"
+            )
+            self.refused.append(Refused(message, error))
+            return
         self.kept.append(message.product_id or "")
 
-    def flush(self) -> None:
+    def flush(self) -> list[Refused]:
         self.flushed.append(list(self.kept))
+        refused, self.refused = self.refused, []
+        return refused
 
     def close(self) -> None:
         pass
@@ -147,6 +156,15 @@ def test_no_commit_until_the_dead_letters_are_delivered() -> None:
     assert commits_when_refused == [0, 0]  # both retries happened before any commit
     assert runner.consumer.commits == [[(0, 1)]]
     assert len(producer.produced) == 3
+
+
+def test_a_record_the_store_refuses_at_flush_is_dead_lettered_before_the_commit() -> None:
+    # Before: the Elasticsearch sink sent such letters itself, outside the shared path.
+    producer = RecordingProducer()
+    runner = _runner([[Record(0, b"refused-by-store", b"{}"), Record(1, b"ok", b"{}")]], producer)
+    assert runner.run_once() == 2
+    assert len(producer.produced) == 1
+    assert runner.consumer.commits == [[(0, 2)]]
 
 
 def test_the_guard_stops_the_process_and_commits_nothing(stops: list[str]) -> None:
