@@ -23,7 +23,7 @@ PIP_QUIET := { grep -v 'is ignored: it is neither a file nor a directory' || tru
 # Extra pytest arguments: `make test PYTEST_ARGS='-k stack -x'`.
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format typecheck unit demo bench stack-up stack-down stack-status clean
+.PHONY: help install tools test lint format typecheck unit demo bench stack-up stack-down stack-status clean
 
 help: ## list the targets
 	@echo "catstream: make TARGET"
@@ -44,8 +44,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | $(PIP_QUIET)
 	touch $(STAMP)
 
+# The hostile-input suite publishes some of its messages with Debian's kcat, the way other
+# teams' services would; the test fails without it, so `make test` installs it when missing.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+tools: ## install the Debian tools the tests use (kcat), if missing
+	@command -v kcat >/dev/null || { \
+		echo "installing kcat (apt-get) ..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat >/dev/null; }
+
 # Each phase prints its wall time; pytest lists the slowest tests (the suite must stay < 25 min).
-test: install ## ruff, mypy, then the whole suite (starts its own local stack)
+test: install tools ## ruff, mypy, then the whole suite (starts its own local stack)
 	time $(MAKE) --no-print-directory lint
 	time $(MAKE) --no-print-directory typecheck
 	time $(BIN)/pytest --durations=15 $(PYTEST_ARGS)
