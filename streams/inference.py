@@ -76,7 +76,8 @@ class InferenceStep:
         triton: Any,
     ) -> None:
         self.settings = settings
-        self.taxonomy = taxonomy
+        # Only for versions exported without their own taxonomy (see ``_taxonomy``).
+        self.default_taxonomy = taxonomy
         self.model = model
         self.images = images
         self.review = review
@@ -201,7 +202,7 @@ class InferenceStep:
             embedding=np.asarray(result.text_embedding, dtype=np.float32),
             fingerprint=product.fingerprint,
             model_version=str(metadata.version),
-            candidates=candidates(self.taxonomy, metadata, result),
+            candidates=candidates(self._taxonomy(metadata), metadata, result),
             title=product.title,
             description=product.description,
             brand=product.brand,
@@ -209,6 +210,10 @@ class InferenceStep:
             image_urls=product.image_urls,
             url=product.url,
         )
+
+    def _taxonomy(self, metadata: ModelMetadata) -> Taxonomy:
+        """The served version's own taxonomy: its category ids come from that tree."""
+        return self.model.taxonomy_for(metadata) or self.default_taxonomy
 
     def _publish_one(
         self,
@@ -221,11 +226,12 @@ class InferenceStep:
         out: BatchOutputs,
     ) -> None:
         product_uncertainty = self._uncertainty(result)
+        taxonomy = self._taxonomy(metadata)
         prediction = build_prediction(
             product,
             result,
             metadata,
-            self.taxonomy,
+            taxonomy,
             model_name=self.settings.categoriser_model,
             uncertainty=product_uncertainty,
             needs_review=needs_review(
@@ -237,14 +243,14 @@ class InferenceStep:
             image_failed=images.failed[row],
         )
         top = prediction.top_category
-        top_ids = self.taxonomy.ancestors_and_self(top.id) if top else ()
+        top_ids = taxonomy.ancestors_and_self(top.id) if top else ()
         embedding = ProductEmbedding(
             product_id=product.product_id,
             model_version=str(metadata.version),
             text_embedding=result.text_embedding,
             image_embedding=images.vector(row),
             category_ids=list(top_ids),
-            category_path=[self.taxonomy.get(cid).name for cid in top_ids],
+            category_path=[taxonomy.get(cid).name for cid in top_ids],
             fingerprint=product.fingerprint,
             updated_at=product.updated_at,
         )

@@ -140,7 +140,7 @@ async def test_health_is_ready_with_the_real_stack_over_a_real_port(stack: Setti
         await asyncio.gather(server, return_exceptions=True)
     assert body["status"] == "ready", body
     assert status == 200
-    assert set(body["checks"]) == {"kafka", "triton", "milvus", "elasticsearch"}
+    assert set(body["checks"]) == {"process", "kafka", "triton", "milvus", "elasticsearch"}
     assert all(check["ok"] for check in body["checks"].values())
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from catstream.errors import RecoverableError
 from catstream.settings import Settings
+from catstream.taxonomy import Taxonomy
 from streams import model_state
 from streams.model_state import ModelState
 from triton_models.categoriser.metadata import ModelVersionError
@@ -67,3 +68,29 @@ def test_a_new_version_is_picked_up_and_a_vanished_one_keeps_the_last(
     assert state.current().version == 4
     repository.version = None  # repository being rewritten: keep serving with 4
     assert state.current().version == 4
+
+
+def _version_with_taxonomy(repository: Path, version: int, text: str | None) -> Any:
+    """A version directory carrying ``text`` as its taxonomy (or none), and its metadata."""
+    directory = repository / "categoriser" / str(version)
+    directory.mkdir(parents=True)
+    taxonomy_hash = ""
+    if text is not None:
+        (directory / "taxonomy.txt").write_text(text, encoding="utf-8")
+        taxonomy_hash = Taxonomy.load(directory / "taxonomy.txt").hash
+    return type("Metadata", (), {"version": version, "taxonomy_hash": taxonomy_hash})()
+
+
+def test_each_version_is_described_with_the_taxonomy_it_carries(tmp_path: Path) -> None:
+    # Before: the worker described every version with settings.taxonomy_path, and a model
+    # trained on another tree crashed the infer agent with UnknownCategoryError.
+    state = ModelState(Settings(model_repository=tmp_path))
+    toys = _version_with_taxonomy(tmp_path, 1, "Toys\nToys > Puzzles\n")
+    garden = _version_with_taxonomy(tmp_path, 2, "Garden\nGarden > Hoses\n")
+    older = _version_with_taxonomy(tmp_path, 3, None)
+    toys_tree, garden_tree = state.taxonomy_for(toys), state.taxonomy_for(garden)
+    assert toys_tree is not None
+    assert garden_tree is not None
+    assert [toys_tree.path_str(c) for c in toys_tree.leaves()] == ["Toys > Puzzles"]
+    assert [garden_tree.path_str(c) for c in garden_tree.leaves()] == ["Garden > Hoses"]
+    assert state.taxonomy_for(older) is None  # no copy: the caller falls back to settings'
