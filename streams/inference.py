@@ -129,8 +129,24 @@ class InferenceStep:
 
     @staticmethod
     def _carried(product: NormalisedProduct, last: LastPrediction | None) -> LastPrediction | None:
-        """The last prediction to carry forward to ``product``, or None to infer it."""
+        """The last prediction to carry forward to ``product``, or None to infer it.
+
+        Only a prediction made for this very fingerprint is carried forward. The
+        normalise agent's "unchanged" compares with the last version it *saw*; if the
+        prediction of that version was never stored here (lost in a kill or an outage),
+        the table holds an older version's prediction, and carrying it forward would
+        publish it under the new ``updated_at``: a version silently skipped.
+        """
         if product.changed or not last:
+            return None
+        known = json.loads(last) if isinstance(last, str) else last
+        if known.get("fingerprint") != product.fingerprint:
+            log.warning(
+                "carry_forward_refused_fingerprint_differs",
+                product_id=product.product_id,
+                fingerprint=product.fingerprint,
+                last_fingerprint=known.get("fingerprint"),
+            )
             return None
         return last
 

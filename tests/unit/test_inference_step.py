@@ -113,3 +113,18 @@ def test_an_unchanged_event_after_its_product_changed_in_the_same_batch_is_infer
     out = asyncio.run(step.run(products, table.get))
     assert step.inferred == ["p", "p"]
     assert [p.fingerprint for _, p in out.predictions if p] == ["new", "new"]
+
+
+def test_an_unchanged_event_whose_last_prediction_is_for_another_fingerprint_is_inferred() -> None:
+    # Chaos run: the prediction of version B was lost, the table still held version A's;
+    # B's replay was "unchanged" (normalise had seen B) and carried A's prediction
+    # forward under B's updated_at, so the stores kept an older version for good.
+    table: dict[str, Any] = {"p": LAST.model_dump_json()}  # fingerprint "f"
+    product = NormalisedProduct(product_id="p", changed=False, fingerprint="g", updated_at=9)
+    step = InferringStep()
+    out = asyncio.run(step.run([product], table.get))
+    assert step.inferred == ["p"]
+    ((_, prediction),) = out.predictions
+    assert prediction is not None
+    assert prediction.fingerprint == "g"
+    assert not prediction.carried_forward
