@@ -37,7 +37,7 @@ from catstream.settings import Settings
 from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
 from streams.app import product_topic
-from streams.contiguity import PartitionContiguity
+from streams.contiguity import PartitionContiguity, watch_partitions
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
 from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
@@ -309,6 +309,8 @@ def _decode(message: Any) -> NormalisedProduct:
 
 def register_infer_agent(app: faust.App, settings: Settings) -> InferAgent:
     agent = InferAgent(app, settings)
+
+    watch_partitions(app, agent.contiguity)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
