@@ -57,9 +57,11 @@ class PartitionContiguity:
         expected = self.expected.get(tp)
         if expected is None:
             expected = consumer._committed_offset.get(tp)
-            if expected is None:  # nothing committed yet: the first record starts the run
-                self.expected[tp] = offset + 1
-                return True
+            if expected is None:
+                start = await self._start_without_commit(consumer, tp)
+                if start is None:
+                    return False  # the broker is not answering: this record comes again
+                expected = start
         if offset == expected:
             self.refetches.pop(tp, None)
             self.waiting_since.pop(tp, None)
@@ -68,6 +70,27 @@ class PartitionContiguity:
         if offset < expected:
             return False  # already handled (redelivered after a seek)
         return await self._on_gap(consumer, tp, expected, offset)
+
+    async def _start_without_commit(self, consumer: Any, tp: Any) -> int | None:
+        """Where a partition without a known committed offset starts: its earliest offset.
+
+        Faust forgets a partition's committed offset when it is revoked and learns it
+        again on assignment, and a broker restart can lose a commit. Taking the first
+        record that arrives as the start (as before) let the chaos run accept a record
+        hundreds of offsets past the commit, and faust then committed that run: 640
+        normalised events were never inferred. Starting at the earliest offset only
+        re-processes (at least once). Faust is told the same, so it commits only a run
+        that starts there (``streams.offset_tracking.new_offset``).
+        """
+        try:
+            start = (await consumer.earliest_offsets(tp)).get(tp)
+        except Exception as exc:  # broker unreachable: decide on a later record
+            log.info("earliest_offset_unavailable", topic=tp.topic, error=str(exc))
+            return None
+        if start is None:
+            return None
+        consumer._committed_offset[tp] = start
+        return int(start)
 
     async def _on_gap(self, consumer: Any, tp: Any, expected: int, offset: int) -> bool:
         missing_from, attempts, last_seek = self.refetches.get(tp, (expected, 0, 0.0))

@@ -17,10 +17,21 @@ def _admit(contiguity: PartitionContiguity, consumer: MemoryConsumer, *offsets: 
     return asyncio.run(run())
 
 
-def test_without_a_commit_the_first_record_starts_the_run() -> None:
-    contiguity, consumer = PartitionContiguity("normalise"), MemoryConsumer()
+def test_without_a_commit_the_partition_starts_at_its_earliest_offset() -> None:
+    contiguity, consumer = PartitionContiguity("normalise"), MemoryConsumer(earliest=5)
     assert _admit(contiguity, consumer, 5, 6, 7) == [True, True, True]
     assert consumer.seeks == []
+    assert consumer._committed_offset[TP0] == 5  # faust commits only a run from there
+
+
+def test_an_unknown_commit_never_starts_the_run_at_whatever_record_arrives() -> None:
+    # Chaos run: after a broker restart faust knew no committed offset for a partition;
+    # the first record to arrive (hundreds past the real commit) started the run, faust
+    # committed it, and the records in between were never handled.
+    contiguity, consumer = PartitionContiguity("infer"), MemoryConsumer(earliest=0)
+    assert _admit(contiguity, consumer, 740, 741) == [False, False]
+    assert consumer.seeks == [(TP0, 0)]  # handled again from the start: at least once
+    assert _admit(contiguity, consumer, 0, 1) == [True, True]
 
 
 def test_the_committed_offset_is_the_next_one_to_handle_and_duplicates_are_dropped() -> None:
