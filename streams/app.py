@@ -22,20 +22,33 @@ from catstream.settings import Settings
 from streams.offset_tracking import install_offset_fix
 
 
-def create_app(settings: Settings) -> faust.App:
+def faust_group_id(settings: Settings, *, runs_agents: bool) -> str:
+    """The Faust app id, which is also its Kafka consumer group.
+
+    A process that runs no agents (the sinks or the API on their own, as in
+    deploy/production) still starts a Faust consumer. In the agents' group it
+    would take part in every rebalance of theirs (an ``IllegalGenerationError``
+    rebalance each time it starts, with partitions it never reads); in the chaos
+    run the agents' stream then never delivered again. It gets a group of its own.
+    """
+    return settings.app_id if runs_agents else f"{settings.app_id}-no-agents"
+
+
+def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
     """A configured (not yet started) Faust app with no agents."""
     install_offset_fix()
+    group = faust_group_id(settings, runs_agents=runs_agents)
     datadir = settings.home / "faust" / settings.worker_instance_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = faust_broker_options(settings)
     return faust.App(
-        settings.app_id,
+        group,
         **options,
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
-        consumer_group_instance_id=f"{settings.app_id}-{settings.worker_instance_id}",
+        consumer_group_instance_id=f"{group}-{settings.worker_instance_id}",
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         # Agents ack explicitly and ignore records they must not handle (see

@@ -10,6 +10,13 @@ the offset after the last one it handled. When an event arrives past a hole,
 the agent seeks the partition back to the hole and ignores events until the
 missing record arrives. If the same hole shows up again after seeking, the
 offsets truly do not exist (transaction markers, compaction) and it moves on.
+
+A refetch can also never arrive: in the chaos run, after a rebalance the
+stream delivered nothing at all once the agent had sought back, so the agent
+waited forever with its committed offsets frozen. ``watch`` (a timer in each
+agent) seeks such a partition again, and when the hole is still open after
+``stall_limit_s`` it stops the process (non-zero exit): the restarted worker
+reads from the committed offset, and no partition is silently frozen.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS
 
@@ -31,30 +39,58 @@ class PartitionContiguity:
     stage: str
     reseek_after_s: float = 15.0
     max_refetches: int = 4
+    stall_limit_s: float = 180.0
     expected: dict[Any, int] = field(default_factory=dict)
     refetches: dict[Any, tuple[int, int, float]] = field(default_factory=dict)
+    # Partition → when its current hole was first seen (cleared when the hole fills).
+    waiting_since: dict[Any, float] = field(default_factory=dict)
 
     def forget(self, partitions: set[Any]) -> None:
         """Partitions were revoked: their next owner starts at the committed offset."""
         for tp in partitions:
             self.expected.pop(tp, None)
             self.refetches.pop(tp, None)
+            self.waiting_since.pop(tp, None)
 
     async def admit(self, consumer: Any, tp: Any, offset: int) -> bool:
         """True if the event at ``offset`` is the next one to handle for ``tp``."""
         expected = self.expected.get(tp)
         if expected is None:
             expected = consumer._committed_offset.get(tp)
-            if expected is None:  # nothing committed yet: the first record starts the run
-                self.expected[tp] = offset + 1
-                return True
+            if expected is None:
+                start = await self._start_without_commit(consumer, tp)
+                if start is None:
+                    return False  # the broker is not answering: this record comes again
+                expected = start
         if offset == expected:
             self.refetches.pop(tp, None)
+            self.waiting_since.pop(tp, None)
             self.expected[tp] = offset + 1
             return True
         if offset < expected:
             return False  # already handled (redelivered after a seek)
         return await self._on_gap(consumer, tp, expected, offset)
+
+    async def _start_without_commit(self, consumer: Any, tp: Any) -> int | None:
+        """Where a partition without a known committed offset starts: its earliest offset.
+
+        Faust forgets a partition's committed offset when it is revoked and learns it
+        again on assignment, and a broker restart can lose a commit. Taking the first
+        record that arrives as the start (as before) let the chaos run accept a record
+        hundreds of offsets past the commit, and faust then committed that run: 640
+        normalised events were never inferred. Starting at the earliest offset only
+        re-processes (at least once). Faust is told the same, so it commits only a run
+        that starts there (``streams.offset_tracking.new_offset``).
+        """
+        try:
+            start = (await consumer.earliest_offsets(tp)).get(tp)
+        except Exception as exc:  # broker unreachable: decide on a later record
+            log.info("earliest_offset_unavailable", topic=tp.topic, error=str(exc))
+            return None
+        if start is None:
+            return None
+        consumer._committed_offset[tp] = start
+        return int(start)
 
     async def _on_gap(self, consumer: Any, tp: Any, expected: int, offset: int) -> bool:
         missing_from, attempts, last_seek = self.refetches.get(tp, (expected, 0, 0.0))
@@ -70,9 +106,11 @@ class PartitionContiguity:
                 next_offset=offset,
             )
             self.refetches.pop(tp, None)
+            self.waiting_since.pop(tp, None)
             self.expected[tp] = offset + 1
             return True
         now = time.monotonic()
+        self.waiting_since.setdefault(tp, now)
         if attempts == 0 or now - last_seek >= self.reseek_after_s:
             # Events already queued behind the hole keep arriving for a moment after a
             # seek; only seek again once the refetch had time to arrive.
@@ -89,3 +127,48 @@ class PartitionContiguity:
             self.refetches[tp] = (missing_from, attempts + 1, now)
             await consumer.seek(tp, expected)
         return False
+
+    async def watch(self, consumer: Any, now: float | None = None) -> str | None:
+        """Seek again where a refetch never arrived; the reason to stop, if one is stuck.
+
+        Called periodically, whether or not events arrive (none may).
+        """
+        now = time.monotonic() if now is None else now
+        for tp, (missing_from, attempts, last_seek) in list(self.refetches.items()):
+            since = self.waiting_since.get(tp, last_seek)
+            if now - since >= self.stall_limit_s:
+                return (
+                    f"{tp.topic}[{tp.partition}]: the record at offset {missing_from} "
+                    f"has not arrived {now - since:.0f} s after seeking back for it; the process "
+                    "restarts and reads again from the committed offset"
+                )
+            if now - last_seek < self.reseek_after_s:
+                continue
+            log.warning(
+                "offset_gap_refetch_stalled",
+                stage=self.stage,
+                topic=tp.topic,
+                partition=tp.partition,
+                missing_from=missing_from,
+                waiting_s=round(now - since),
+            )
+            # Attempts are not counted: only a hole seen again after a refetch is accepted.
+            self.refetches[tp] = (missing_from, attempts, now)
+            try:
+                await consumer.seek(tp, missing_from)
+            except Exception as exc:  # revoked meanwhile: forget() follows
+                log.info("refetch_seek_failed", topic=tp.topic, error=str(exc))
+        return None
+
+
+WATCH_INTERVAL_S = 5.0
+
+
+def watch_partitions(app: Any, contiguity: PartitionContiguity) -> None:
+    """Run ``contiguity.watch`` on a timer of ``app``; stop the process when it is stuck."""
+
+    @app.timer(interval=WATCH_INTERVAL_S, name=f"{contiguity.stage}-contiguity-watch")
+    async def watch() -> None:
+        reason = await contiguity.watch(app.consumer)
+        if reason is not None:
+            LIVENESS.stop_process(contiguity.stage, reason)

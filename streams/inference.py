@@ -89,21 +89,67 @@ class InferenceStep:
         products: list[NormalisedProduct],
         last_prediction: Callable[[str], LastPrediction | None],
     ) -> BatchOutputs:
+        """The batch's outputs, in input order: a product's events come out in the
+        order they went in (an upsert then a delete in one batch must end deleted)."""
         started = time.perf_counter()
-        out = BatchOutputs()
+        plan: list[tuple[str, NormalisedProduct, LastPrediction | None]] = []
         to_infer: list[NormalisedProduct] = []
+        # Products an earlier event of this batch deletes or re-infers: the table's last
+        # prediction is not theirs any more, so a later unchanged event is inferred too.
+        touched: set[str] = set()
         for product in products:
             if product.op == "delete":
-                self._delete(product, out)
-            elif not product.changed and (last := last_prediction(product.product_id)):
-                self._carry_forward(product, last, out)
+                plan.append(("delete", product, None))
+                touched.add(product.product_id)
+            elif product.product_id not in touched and (
+                last := self._carried(product, last_prediction(product.product_id))
+            ):
+                plan.append(("carry", product, last))
             else:
+                plan.append(("infer", product, None))
                 to_infer.append(product)
+                touched.add(product.product_id)
+        inferred = BatchOutputs()
+        slices: dict[int, BatchOutputs] = {}
         if to_infer:
-            await self._infer(to_infer, out)
+            slices = await self._infer(to_infer, inferred)
+        out = BatchOutputs(dead_letters=inferred.dead_letters, review=inferred.review)
+        for kind, product, last in plan:
+            if kind == "delete":
+                self._delete(product, out)
+            elif kind == "carry":
+                assert last is not None
+                self._carry_forward(product, last, out)
+            elif (one := slices.get(id(product))) is not None:  # absent: dead-lettered
+                out.predictions += one.predictions
+                out.embeddings += one.embeddings
+                out.last_predictions.update(one.last_predictions)
         BATCH_SIZE.labels(stage=STAGE).observe(len(products))
         STAGE_SECONDS.labels(stage=STAGE).observe(time.perf_counter() - started)
         return out
+
+    @staticmethod
+    def _carried(product: NormalisedProduct, last: LastPrediction | None) -> LastPrediction | None:
+        """The last prediction to carry forward to ``product``, or None to infer it.
+
+        Only a prediction made for this very fingerprint is carried forward. The
+        normalise agent's "unchanged" compares with the last version it *saw*; if the
+        prediction of that version was never stored here (lost in a kill or an outage),
+        the table holds an older version's prediction, and carrying it forward would
+        publish it under the new ``updated_at``: a version silently skipped.
+        """
+        if product.changed or not last:
+            return None
+        known = json.loads(last) if isinstance(last, str) else last
+        if known.get("fingerprint") != product.fingerprint:
+            log.warning(
+                "carry_forward_refused_fingerprint_differs",
+                product_id=product.product_id,
+                fingerprint=product.fingerprint,
+                last_fingerprint=known.get("fingerprint"),
+            )
+            return None
+        return last
 
     def _delete(self, product: NormalisedProduct, out: BatchOutputs) -> None:
         out.predictions.append((product.product_id, None))
@@ -122,7 +168,11 @@ class InferenceStep:
         out.predictions.append((product.product_id, prediction))
         EVENTS.labels(stage=STAGE, outcome="carried_forward").inc()
 
-    async def _infer(self, products: list[NormalisedProduct], out: BatchOutputs) -> None:
+    async def _infer(
+        self, products: list[NormalisedProduct], out: BatchOutputs
+    ) -> dict[int, BatchOutputs]:
+        """Each inferred product's outputs (by ``id(product)``); review items and dead
+        letters go to ``out``."""
         metadata = await self._with_retries(lambda: self._metadata())
         images = await self._with_retries(lambda: self.images.embed(products))
         results = await self._categorise(products, images, metadata, out)
@@ -132,10 +182,14 @@ class InferenceStep:
         rows = {id(product): row for row, product in enumerate(products)}
         # Decisions are one per candidate, in order: a product that appears twice in a
         # batch gets its own decision each time (and at most one of them is sent).
+        slices: dict[int, BatchOutputs] = {}
         for (product, result), decision in zip(results, decisions, strict=True):
+            one = slices[id(product)] = BatchOutputs()
             self._publish_one(
-                product, result, images, rows[id(product)], metadata, decision.item, out
+                product, result, images, rows[id(product)], metadata, decision.item, one
             )
+            out.review += one.review
+        return slices
 
     async def _metadata(self) -> ModelMetadata:
         return self.model.current()

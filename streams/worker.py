@@ -15,7 +15,7 @@ log = get_logger(__name__)
 
 
 def build_app(settings: Settings, agents: list[str]) -> faust.App:
-    app = create_app(settings)
+    app = create_app(settings, runs_agents=bool({"normalise", "infer"} & set(agents)))
     if "normalise" in agents:
         register_normalise_agent(app, settings)
     if "infer" in agents:

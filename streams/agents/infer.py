@@ -27,8 +27,9 @@ import faust
 from faust.streams import _current_event
 from pydantic import ValidationError
 
+from catstream.backoff import retry_async
 from catstream.deadletters import DeadLetterPolicy, DeadLetterTopic, SourceMessage
-from catstream.errors import DeadLetterLimitExceeded, InvalidMessage
+from catstream.errors import DeadLetterLimitExceeded, InvalidMessage, RecoverableError
 from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS
@@ -36,7 +37,7 @@ from catstream.settings import Settings
 from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
 from streams.app import product_topic
-from streams.contiguity import PartitionContiguity
+from streams.contiguity import PartitionContiguity, watch_partitions
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
 from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
@@ -217,25 +218,57 @@ class InferAgent:
 
     async def _publish(self, outputs: BatchOutputs, events: list[Any]) -> None:
         by_product = {e.message.key.decode("utf-8", "replace"): e for e in events if e.message.key}
+        messages: list[tuple[str, bytes, bytes | None]] = []
         for key, topic in (
             ("predictions", outputs.predictions),
             ("embeddings", outputs.embeddings),
         ):
             for product_id, event in topic:
                 value = event.model_dump_json().encode() if event is not None else None
-                await self.topics[key].send(key=product_id.encode(), value=value)
+                messages.append((key, product_id.encode(), value))
         for item in outputs.review:
-            await self.topics["review"].send(
-                key=item.product_id.encode(), value=item.model_dump_json().encode()
-            )
+            messages.append(("review", item.product_id.encode(), item.model_dump_json().encode()))
+        await self._send_confirmed(messages)
         for product, error in outputs.dead_letters:
             source = by_product.get(product.product_id)
             if source is not None:
                 await self._dead_letter(source.message, error)
         for _ in range(len(events) - len(outputs.dead_letters)):
             self.policy.ok()
+        # Only after Kafka acknowledged the outputs: the table never gets ahead of what
+        # was published (a carry-forward reads it).
         for product_id, last in outputs.last_predictions.items():
             self._remember(by_product.get(product_id), product_id, last)
+
+    async def _send_confirmed(self, messages: list[tuple[str, bytes, bytes | None]]) -> None:
+        """Send ``messages`` in order and wait until Kafka acknowledged every one.
+
+        Faust flushes its producer before a commit, but a flush does not fail when a
+        send failed: an event acked on an unconfirmed send could be committed past with
+        its prediction lost. A failed send is recoverable: everything from the first
+        unconfirmed message on is sent again, in order (a later tombstone must stay
+        after the upsert it deletes), with back-off.
+        """
+        pending = messages
+
+        async def attempt() -> None:
+            nonlocal pending
+            # A send that raises (producer closed) is not a delivery failure: it ends
+            # the publishing task, and the process restarts.
+            futures = [
+                await self.topics[key].send(key=product_id, value=value)
+                for key, product_id, value in pending
+            ]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
+            if failed is None:
+                pending = []
+                return
+            error = results[failed]
+            pending = pending[failed:]
+            raise RecoverableError("kafka", f"infer outputs not delivered: {error!r}") from error
+
+        await retry_async(attempt, dependency="kafka")
 
     async def _dead_letter(self, message: Any, error: BaseException) -> None:
         await self.dead_letters.send(SourceMessage.of(message), error)
@@ -276,6 +309,8 @@ def _decode(message: Any) -> NormalisedProduct:
 
 def register_infer_agent(app: faust.App, settings: Settings) -> InferAgent:
     agent = InferAgent(app, settings)
+
+    watch_partitions(app, agent.contiguity)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:

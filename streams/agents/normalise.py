@@ -41,7 +41,7 @@ from streams.change_detection import (
     judge,
     next_state,
 )
-from streams.contiguity import PartitionContiguity
+from streams.contiguity import PartitionContiguity, watch_partitions
 from streams.raw_decoding import decode_raw_product
 
 STAGE = "normalise"
@@ -187,6 +187,8 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
     )
 
     contiguity = PartitionContiguity(STAGE)
+
+    watch_partitions(app, contiguity)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:

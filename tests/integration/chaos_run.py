@@ -199,6 +199,7 @@ class Chaos:
     gap_s: tuple[float, float] = (3.0, 12.0)
     seed: int = 0
     done: list[str] = field(default_factory=list)
+    restart_errors: list[str] = field(default_factory=list)
 
     def actions(self) -> list[str]:
         rng = random.Random(self.seed)
@@ -213,21 +214,44 @@ class Chaos:
     def run(self) -> None:
         rng = random.Random(self.seed + 1)
         begun = time.monotonic()
+        # A stopped service is brought back in a thread: Triton takes minutes to load its
+        # models on a loaded 2-core machine, and the kills planned after it need not wait
+        # (the pipeline must cope with a service still starting). Stack commands hold the
+        # stack's lock, so a later outage still waits for the restart before it begins.
+        restarts: list[threading.Thread] = []
         for action in self.actions():
             self._pause(rng.uniform(*self.gap_s))
             kind, name = action.split(":")
             started = time.monotonic()
             if kind == "kill":
                 self.pipeline.kill(name)
-            else:
-                self.stack.stop_service(name)
-                try:
-                    self._pause(OUTAGE_S)
-                finally:
-                    self.stack.start_service(name)
-            self.done.append(
-                f"{action} at +{started - begun:.0f}s took {time.monotonic() - started:.0f}s"
+                self.done.append(f"{action} at +{started - begun:.0f}s")
+                continue
+            self.stack.stop_service(name)
+            try:
+                self._pause(OUTAGE_S)
+            except BaseException:
+                self.stack.start_service(name)
+                raise
+            restart = threading.Thread(
+                target=self._restart, args=(action, name, started, begun), name=f"restart-{name}"
             )
+            restart.start()
+            restarts.append(restart)
+        for restart in restarts:
+            while restart.is_alive():
+                self._pause(1.0)
+        if self.restart_errors:
+            raise RuntimeError(f"services did not come back: {self.restart_errors}")
+
+    def _restart(self, action: str, name: str, started: float, begun: float) -> None:
+        try:
+            self.stack.start_service(name)
+        except Exception as exc:
+            self.restart_errors.append(f"{name}: {exc}")
+        self.done.append(
+            f"{action} at +{started - begun:.0f}s back after {time.monotonic() - started:.0f}s"
+        )
 
     def _pause(self, seconds: float) -> None:
         """Chaos timing, not synchronisation: wait, restarting anything that died."""

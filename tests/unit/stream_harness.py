@@ -70,6 +70,10 @@ class MemoryConsumer:
 
     _committed_offset: dict[Any, int | None] = field(default_factory=dict)
     seeks: list[tuple[Any, int]] = field(default_factory=list)
+    earliest: int = 0  # every partition's first offset
+
+    async def earliest_offsets(self, *partitions: Any) -> dict[Any, int]:
+        return {tp: self.earliest for tp in partitions}
 
     async def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp, offset))

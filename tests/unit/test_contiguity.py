@@ -17,10 +17,21 @@ def _admit(contiguity: PartitionContiguity, consumer: MemoryConsumer, *offsets: 
     return asyncio.run(run())
 
 
-def test_without_a_commit_the_first_record_starts_the_run() -> None:
-    contiguity, consumer = PartitionContiguity("normalise"), MemoryConsumer()
+def test_without_a_commit_the_partition_starts_at_its_earliest_offset() -> None:
+    contiguity, consumer = PartitionContiguity("normalise"), MemoryConsumer(earliest=5)
     assert _admit(contiguity, consumer, 5, 6, 7) == [True, True, True]
     assert consumer.seeks == []
+    assert consumer._committed_offset[TP0] == 5  # faust commits only a run from there
+
+
+def test_an_unknown_commit_never_starts_the_run_at_whatever_record_arrives() -> None:
+    # Chaos run: after a broker restart faust knew no committed offset for a partition;
+    # the first record to arrive (hundreds past the real commit) started the run, faust
+    # committed it, and the records in between were never handled.
+    contiguity, consumer = PartitionContiguity("infer"), MemoryConsumer(earliest=0)
+    assert _admit(contiguity, consumer, 740, 741) == [False, False]
+    assert consumer.seeks == [(TP0, 0)]  # handled again from the start: at least once
+    assert _admit(contiguity, consumer, 0, 1) == [True, True]
 
 
 def test_the_committed_offset_is_the_next_one_to_handle_and_duplicates_are_dropped() -> None:
@@ -52,3 +63,33 @@ def test_revoked_partitions_start_again_from_the_commit() -> None:
     contiguity.forget({TP0})
     consumer._committed_offset[TP0] = 1
     assert _admit(contiguity, consumer, 1) == [True]
+
+
+def test_a_refetch_that_never_arrives_is_sought_again_then_stops_the_process() -> None:
+    # Chaos run: after a rebalance the agent sought back over a hole and the stream never
+    # delivered again; nothing noticed, and the partition's committed offset froze.
+    contiguity = PartitionContiguity("infer", reseek_after_s=15, stall_limit_s=180)
+    consumer = MemoryConsumer(_committed_offset={TP0: 606})
+    assert _admit(contiguity, consumer, 640) == [False]
+    assert consumer.seeks == [(TP0, 606)]
+    start = contiguity.waiting_since[TP0]
+
+    async def watch(at: float) -> str | None:
+        return await contiguity.watch(consumer, now=start + at)
+
+    assert asyncio.run(watch(5)) is None
+    assert consumer.seeks == [(TP0, 606)]  # too soon to seek again
+    assert asyncio.run(watch(20)) is None
+    assert consumer.seeks == [(TP0, 606), (TP0, 606)]  # sought again without an event
+    reason = asyncio.run(watch(200))
+    assert reason is not None
+    assert "offset 606" in reason
+    # the timer's seeks never count towards accepting the hole as non-existent
+    assert contiguity.refetches[TP0][1] == 1
+
+
+def test_a_filled_hole_is_no_longer_watched() -> None:
+    contiguity = PartitionContiguity("infer", reseek_after_s=15, stall_limit_s=180)
+    consumer = MemoryConsumer(_committed_offset={TP0: 0})
+    assert _admit(contiguity, consumer, 1, 0) == [False, True]
+    assert asyncio.run(contiguity.watch(consumer, now=10**9)) is None

@@ -168,3 +168,23 @@ def test_the_guard_tripping_while_taking_events_stops_the_process(
     assert stream.acked == []
     assert len(topics["deadletter"].sent) == 1  # the second bug tripped the guard
     assert "2 messages in a row" in LIVENESS.stopping["infer"]
+
+
+def test_an_event_is_acked_only_after_kafka_acknowledged_its_outputs() -> None:
+    # Before: the futures of the sends were dropped; a refused prediction was lost while
+    # its event was acked (faust's flush before the commit does not fail on it).
+    agent, topics = _agent(FailingStep())
+    topics["predictions"].refuse.append(RuntimeError("broker went away"))
+    stream = MemoryStream([[_event(0, "a"), _event(1, "b")]])
+
+    async def run() -> None:
+        consuming = asyncio.ensure_future(agent.consume(stream))
+        try:
+            await _until(lambda: len(stream.acked) == 2)
+        finally:
+            consuming.cancel()
+
+    asyncio.run(run())
+    keys = [key for key, _ in topics["predictions"].sent]
+    assert keys == [b"b", b"a", b"b"]  # resent in order from the first refused one
+    assert set(agent.last_predictions) == {"a", "b"}
