@@ -48,8 +48,9 @@ def _category_mapping() -> dict[str, Any]:
                 "search_analyzer": "keyword",
                 "fields": {"keyword": {"type": "keyword"}},
             },
-            "ids": {"type": "integer"},
-            "id": {"type": "integer"},
+            # long: plain-format taxonomies give categories 48-bit stable ids (path_id).
+            "ids": {"type": "long"},
+            "id": {"type": "long"},
             "level": {"type": "integer"},
             **levels,
         }

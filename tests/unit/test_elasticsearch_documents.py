@@ -8,6 +8,7 @@ import pytest
 
 from catstream.errors import InvalidMessage
 from catstream.settings import Settings
+from catstream.taxonomy import PATH_ID_BITS, PATH_ID_OFFSET
 from schemas.events import CategoryScore, NormalisedProduct, Prediction
 from workers.elasticsearch_documents import (
     NormalisedUpsert,
@@ -16,6 +17,7 @@ from workers.elasticsearch_documents import (
     category_fields,
     decode,
 )
+from workers.elasticsearch_index import PRODUCT_PROPERTIES
 from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
 from workers.elasticsearch_sink import ElasticsearchSink, RequestPacer
 from workers.sink import SinkMessage
@@ -161,3 +163,14 @@ def test_bulk_results_keep_only_the_failed_products_buffered() -> None:
 
 def sink_ids(sink: ElasticsearchSink) -> list[str]:
     return list(sink._pending)
+
+
+def test_category_id_fields_hold_every_stable_id_a_taxonomy_gives() -> None:
+    # Before: "integer" fields refused every document of a model trained on a plain-format
+    # taxonomy (48-bit path ids), and each was dead-lettered as a MappingError.
+    es_max = {"integer": 2**31 - 1, "long": 2**63 - 1}
+    largest = PATH_ID_OFFSET + (1 << PATH_ID_BITS) - 1
+    for name in ("category", "feed_category"):
+        fields = PRODUCT_PROPERTIES[name]["properties"]
+        assert es_max[fields["id"]["type"]] >= largest
+        assert es_max[fields["ids"]["type"]] >= largest
