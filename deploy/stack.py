@@ -47,10 +47,12 @@ _PORT_RETRIES = 2
 
 @dataclass(frozen=True)
 class StackTimeouts:
-    """Seconds to wait; Triton loads MiniLM (20–60 s on 2 cores), hence its margin."""
+    """Seconds to wait at most (ceilings, not sleeps). Triton loads MiniLM once for the text
+    encoder and once per loaded categoriser version (served + previous), plus the image
+    encoder: 20–60 s each on 2 cores, over 4 minutes when the machine is busy."""
 
     noida_s: float = 60.0
-    triton_s: float = 240.0
+    triton_s: float = 480.0
     milvus_s: float = 60.0
     probe_s: float = 3.0
     stop_grace_s: float = 15.0
