@@ -67,6 +67,19 @@ async def _until(condition: Any, timeout_s: float = 10.0) -> None:
     await asyncio.wait_for(poll(), timeout_s)
 
 
+def _consume_until(agent: Any, stream: Any, condition: Any) -> None:
+    """Run the agent on ``stream`` until ``condition()`` holds, then cancel it."""
+
+    async def run() -> None:
+        consuming = asyncio.ensure_future(agent.consume(stream))
+        try:
+            await _until(condition)
+        finally:
+            consuming.cancel()
+
+    asyncio.run(run())
+
+
 @pytest.fixture(autouse=True)
 def stops() -> Iterator[list[str]]:
     calls: list[str] = []
@@ -83,14 +96,7 @@ def test_a_batch_that_fails_for_good_is_split_and_its_bad_product_dead_lettered(
     agent, topics = _agent(step)
     stream = MemoryStream([[_event(0, "a"), _event(1, "bad"), _event(2, "c")]])
 
-    async def run() -> None:
-        consuming = asyncio.ensure_future(agent.consume(stream))
-        try:
-            await _until(lambda: len(stream.acked) == 3)
-        finally:
-            consuming.cancel()
-
-    asyncio.run(run())
+    _consume_until(agent, stream, lambda: len(stream.acked) == 3)
     assert step.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
     assert [key for key, _ in topics["predictions"].sent] == [b"a", b"c"]
     (letter,) = [DeadLetter.model_validate_json(v or b"") for _, v in topics["deadletter"].sent]
@@ -109,14 +115,7 @@ def test_a_dead_publisher_task_stops_the_process_instead_of_hanging(stops: list[
     topics["predictions"].send = broken_send  # type: ignore[method-assign]
     stream = MemoryStream([[_event(0, "a")]])
 
-    async def run() -> None:
-        consuming = asyncio.ensure_future(agent.consume(stream))
-        try:
-            await _until(lambda: bool(stops))
-        finally:
-            consuming.cancel()
-
-    asyncio.run(run())
+    _consume_until(agent, stream, lambda: bool(stops))
     assert stream.acked == []
     assert "publishing task failed with RuntimeError" in LIVENESS.stopping["infer"]
 
@@ -135,14 +134,7 @@ def test_a_deleted_product_leaves_the_last_prediction_table() -> None:
     event = Event(Message("products.normalised", 0, 0, b"gone", None))
     stream = MemoryStream([[event]])
 
-    async def run() -> None:
-        consuming = asyncio.ensure_future(agent.consume(stream))
-        try:
-            await _until(lambda: len(stream.acked) == 1)
-        finally:
-            consuming.cancel()
-
-    asyncio.run(run())
+    _consume_until(agent, stream, lambda: len(stream.acked) == 1)
     assert agent.last_predictions == {}
 
 
@@ -157,14 +149,7 @@ def test_the_guard_tripping_while_taking_events_stops_the_process(
     agent.policy.guard.limit = DlqLimit(1.0, window=1000, max_consecutive_count=1)
     stream = MemoryStream([[_event(0, "a"), _event(1, "b"), _event(2, "c")]])
 
-    async def run() -> None:
-        consuming = asyncio.ensure_future(agent.consume(stream))
-        try:
-            await _until(lambda: bool(stops))
-        finally:
-            consuming.cancel()
-
-    asyncio.run(run())
+    _consume_until(agent, stream, lambda: bool(stops))
     assert stream.acked == []
     assert len(topics["deadletter"].sent) == 1  # the second bug tripped the guard
     assert "2 messages in a row" in LIVENESS.stopping["infer"]
@@ -177,14 +162,7 @@ def test_an_event_is_acked_only_after_kafka_acknowledged_its_outputs() -> None:
     topics["predictions"].refuse.append(RuntimeError("broker went away"))
     stream = MemoryStream([[_event(0, "a"), _event(1, "b")]])
 
-    async def run() -> None:
-        consuming = asyncio.ensure_future(agent.consume(stream))
-        try:
-            await _until(lambda: len(stream.acked) == 2)
-        finally:
-            consuming.cancel()
-
-    asyncio.run(run())
+    _consume_until(agent, stream, lambda: len(stream.acked) == 2)
     keys = [key for key, _ in topics["predictions"].sent]
     assert keys == [b"b", b"a", b"b"]  # resent in order from the first refused one
     assert set(agent.last_predictions) == {"a", "b"}
