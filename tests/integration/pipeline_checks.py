@@ -219,6 +219,22 @@ def lagging_partitions(settings: Settings) -> list[str]:
     return lagging
 
 
+def total_lag(settings: Settings) -> int:
+    """Records not yet committed, summed over every consumer group and partition."""
+    lag = 0
+    for group, topics in consumer_groups(settings).items():
+        probe = Consumer(librdkafka_config(settings, **{"group.id": group}))
+        try:
+            for topic in topics:
+                ends = high_watermarks(settings, topic)
+                committed = probe.committed([TopicPartition(topic, p) for p in ends], timeout=30)
+                # A partition without a commit (offset < 0) lags by all of it.
+                lag += sum(ends[tp.partition] - max(tp.offset, 0) for tp in committed)
+        finally:
+            probe.close()
+    return lag
+
+
 def milvus_rows(
     settings: Settings, fields: Sequence[str] = ("updated_at",)
 ) -> dict[str, dict[str, Any]]:
