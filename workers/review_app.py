@@ -423,6 +423,10 @@ async def _skip(request: web.Request) -> web.Response:
     labeller = _labeller(request)
     form = await request.post()
     product_id = _product_id(form.get("product_id"))
+    with review.feed.lock:
+        known = product_id in review.state.items
+    if not known:
+        raise PageError(404, "This product is not in the review queue; go back to /review.")
     await asyncio.to_thread(review.leases.skip, product_id, labeller, time.time())
     raise web.HTTPSeeOther("/review")
 

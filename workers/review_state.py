@@ -66,7 +66,9 @@ class ReviewState:
 
     def add_label(self, label: Label) -> None:
         previous = self.labels.get(label.product_id)
-        if previous is not None and previous.labelled_at > label.labelled_at:
+        # The app applies its own labels at once; the same label read back from Kafka
+        # later must not count twice.
+        if previous is not None and (previous.labelled_at > label.labelled_at or previous == label):
             return
         self.labels[label.product_id] = label
         self.label_times.append(label.labelled_at)

@@ -133,8 +133,11 @@ def test_labels_per_hour(google: Taxonomy) -> None:
     now = 10 * 3_600_000
     for at in (now - 10, now - 20, now - 3_600_000 - 5, now - 30 * 3_600_000):
         state.add_label(label(f"p{at}", at))
+    state.add_label(label(f"p{now - 10}", now - 10))  # read back from Kafka: not twice
     counts = state.labels_per_hour(now)
-    assert counts[-1] == 2 and counts[-2] == 1 and sum(counts) == 3
+    assert counts[-1] == 2
+    assert counts[-2] == 1
+    assert sum(counts) == 3
 
 
 # ------------------------------------------------------------------ leases
@@ -144,12 +147,14 @@ def test_two_labellers_never_hold_the_same_item(tmp_path: Path) -> None:
     store = LeaseStore(tmp_path / "leases.sqlite", ttl_s=60)
     first = store.take_first("ann", ["a", "b"], now=0)
     second = store.take_first("bob", ["a", "b"], now=0)
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert (first.product_id, second.product_id) == ("a", "b")
     assert store.take_first("cid", ["a", "b"], now=1) is None
     # asking again gives a labeller the item they already hold
     again = store.take_first("ann", ["a", "b"], now=2)
-    assert again is not None and again.product_id == "a"
+    assert again is not None
+    assert again.product_id == "a"
 
 
 def test_an_unanswered_lease_returns_to_the_queue_and_survives_a_restart(
@@ -161,7 +166,8 @@ def test_an_unanswered_lease_returns_to_the_queue_and_survives_a_restart(
     reopened = LeaseStore(tmp_path / "leases.sqlite", ttl_s=60)  # an API restart
     assert reopened.take_first("bob", ["a"], now=59) is None
     lease = reopened.take_first("bob", ["a"], now=61)
-    assert lease is not None and lease.labeller == "bob"
+    assert lease is not None
+    assert lease.labeller == "bob"
 
 
 def test_a_skip_hides_the_item_from_that_labeller_only(tmp_path: Path) -> None:
@@ -169,9 +175,11 @@ def test_a_skip_hides_the_item_from_that_labeller_only(tmp_path: Path) -> None:
     store.take_first("ann", ["a", "b"], now=0)
     store.skip("a", "ann", now=1)
     lease = store.take_first("ann", ["a", "b"], now=2)
-    assert lease is not None and lease.product_id == "b"
+    assert lease is not None
+    assert lease.product_id == "b"
     other = store.take_first("bob", ["a", "b"], now=2)
-    assert other is not None and other.product_id == "a"
+    assert other is not None
+    assert other.product_id == "a"
 
 
 # ------------------------------------------------------------------ charts
@@ -183,7 +191,8 @@ def test_charts_escape_what_they_show(google: Taxonomy) -> None:
     state.add_item(hostile.model_copy(update={"model_version": "<script>alert(1)</script>"}))
     state.add_label(label("x", 2000))
     svg = str(accuracy_chart(state.version_scores(), []))
-    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
     decision = ModelDecision(
         challenger_version=4,
         champion_version=3,
