@@ -47,10 +47,16 @@ $(STAMP): pyproject.toml
 # The hostile-input suite publishes some of its messages with Debian's kcat, the way other
 # teams' services would; the test fails without it, so `make test` installs it when missing.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-tools: ## install the Debian tools the tests use (kcat), if missing
+# The review app's browser test drives Debian's chromium through chromium-driver (Selenium);
+# it fails without them, so `make test` installs them too.
+tools: ## install the Debian tools the tests use (kcat, chromium, chromium-driver), if missing
 	@command -v kcat >/dev/null || { \
 		echo "installing kcat (apt-get) ..."; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat >/dev/null; }
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+		echo "installing chromium and chromium-driver (apt-get) ..."; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # Each phase prints its wall time; pytest lists the slowest tests (the suite must stay < 25 min).
 test: install tools ## ruff, mypy, then the whole suite (starts its own local stack)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("deploy.demo", "run the whole flow on the local stack"),
     "embed": ("triton_models.text_encoder_cli", "embed sentences through Triton"),
     "review": ("streams.review_cli", "see review items and send labels"),
+    "retrain": ("training.retrain_cli", "train a challenger on the labels; promote it if better"),
 }
 
 

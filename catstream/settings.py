@@ -43,6 +43,7 @@ TOPIC_KEYS = (
     "review",
     "labels",
     "deadletter",
+    "models",  # retrain decisions (issue 11)
 )
 
 
@@ -160,6 +161,26 @@ class Settings(BaseSettings):
     review_dedup_cosine: float = 0.98
     # served precision the categoriser's threshold promises (issue 9: default 0.95)
     target_precision: float = 0.95
+
+    # --- review app and retraining (issue 11) --------------------------------
+    review_lease_minutes: float = Field(
+        default=10.0, gt=0, description="An unanswered review item returns to the queue after this"
+    )
+    review_lease_db: Path | None = Field(
+        default=None, description="SQLite file of review leases (<home>/review-leases.sqlite)"
+    )
+    review_image_max_bytes: int = Field(
+        default=2_000_000, gt=0, description="Largest image the review app's proxy passes on"
+    )
+    retrain_margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="catstream retrain promotes the challenger only when its holdout leaf "
+        "accuracy beats the champion's by more than this",
+    )
+    retrain_min_holdout: int = Field(
+        default=20, ge=1, description="Fewest holdout labels a retrain decision may rest on"
+    )
 
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"

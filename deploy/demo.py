@@ -96,6 +96,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     section("done")
     print(f"demo finished in {time.perf_counter() - started:.1f} s")
     print(f"the worker and its API keep running: {api}  (log: {_worker_log(settings)})")
+    print(
+        f"label the review queue in a browser: {api}/review  (dashboard: {api}/review/dashboard);"
+        " then `catstream retrain` promotes a better model"
+    )
     print("`catstream stack down` stops the stack and the demo worker.")
     return 0
 

@@ -218,10 +218,26 @@ class ReviewItem(Event):
     image_urls: list[str] = Field(default_factory=list)
     url: str | None = None
     created_at: int = Field(default_factory=now_ms)
+    # --- review app (issue 11) ---
+    merchant: str | None = None
+    price: str | None = Field(default=None, description="decimal as text, e.g. '12.99'")
+    currency: str | None = None
+    random_sample: bool = Field(
+        default=False,
+        description="sent as a random sample, not for its uncertainty: its label is holdout "
+        "data (never trained on)",
+    )
+
+
+Verdict = Literal["category", "not_a_product", "cant_tell"]
 
 
 class Label(Event):
-    """``products.labels``: a human's category for a product (exclusive label)."""
+    """``products.labels``: a human's category for a product (exclusive label).
+
+    ``verdict`` other than ``category`` ("not a product", "can't tell") carries no
+    category (``""``); training and evaluation leave such labels out.
+    """
 
     product_id: ProductId = Field(min_length=1, max_length=PRODUCT_ID_MAX)
     category: str | int = Field(description="taxonomy path 'A > B > C' or taxonomy id")
@@ -232,6 +248,48 @@ class Label(Event):
     brand: str | None = None
     raw_category: str | None = None
     image_urls: list[str] = Field(default_factory=list)
+    # --- review app (issue 11) ---
+    verdict: Verdict = "category"
+    random_sample: bool = Field(
+        default=False, description="the product was a random review sample: holdout data"
+    )
+    model_version: str | None = Field(
+        default=None, description="the categoriser version whose candidates the labeller saw"
+    )
+
+    @model_validator(mode="after")
+    def _category_matches_verdict(self) -> Label:
+        blank = isinstance(self.category, str) and not self.category.strip()
+        if self.verdict == "category" and blank:
+            raise ValueError("category is blank: give a taxonomy path or id (or a verdict)")
+        if self.verdict != "category" and not blank:
+            raise ValueError(f"a {self.verdict!r} label carries no category; send category ''")
+        return self
+
+    @property
+    def has_category(self) -> bool:
+        return self.verdict == "category"
+
+
+# ------------------------------------------------------------------ model decisions
+
+
+class ModelDecision(Event):
+    """``products.models``: what ``catstream retrain`` decided, with both holdout scores."""
+
+    model_name: str = "categoriser"
+    challenger_version: int = Field(ge=1)
+    champion_version: int | None = Field(default=None, ge=1)
+    decision: Literal["promoted", "kept_champion"]
+    served_version: int = Field(ge=1, description="the version served after the decision")
+    metric: str = "leaf_accuracy"
+    champion_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    challenger_score: float = Field(ge=0.0, le=1.0)
+    margin: float = Field(description="how much better the challenger had to be")
+    holdout_size: int = Field(ge=0)
+    training_labels: int = Field(ge=0)
+    reason: str
+    decided_at: int = Field(default_factory=now_ms)
 
 
 # ------------------------------------------------------------------ dead letters
@@ -273,4 +331,5 @@ TOPIC_MODELS: dict[str, type[Event]] = {
     "review": ReviewItem,
     "labels": Label,
     "deadletter": DeadLetter,
+    "models": ModelDecision,
 }

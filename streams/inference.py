@@ -263,6 +263,9 @@ class InferenceStep:
             raw_category=product.raw_category,
             image_urls=product.image_urls,
             url=product.url,
+            merchant=product.merchant,
+            price=product.price,
+            currency=product.currency,
         )
 
     def _taxonomy(self, metadata: ModelMetadata) -> Taxonomy:

@@ -178,6 +178,9 @@ class ReviewCandidate:
     raw_category: str | None = None
     image_urls: Sequence[str] = ()
     url: str | None = None
+    merchant: str | None = None
+    price: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +197,14 @@ class Decision:
         return self.outcome == "sent"
 
 
-def to_review_item(candidate: ReviewCandidate, measure: str) -> ReviewItem:
-    """The ``products.review`` event for a candidate (at most 5 candidates, best first)."""
+def to_review_item(
+    candidate: ReviewCandidate, measure: str, random_sample: bool = False
+) -> ReviewItem:
+    """The ``products.review`` event for a candidate (at most 5 candidates, best first).
+
+    ``random_sample``: it was drawn at random, not for its uncertainty; its label is
+    holdout data for ``catstream retrain`` (never trained on).
+    """
     _check_measure(measure)
     ranked = sorted(candidate.candidates, key=lambda c: c.score, reverse=True)
     return ReviewItem(
@@ -212,6 +221,10 @@ def to_review_item(candidate: ReviewCandidate, measure: str) -> ReviewItem:
         image_urls=list(candidate.image_urls),
         url=candidate.url,
         created_at=now_ms(),
+        merchant=candidate.merchant,
+        price=candidate.price,
+        currency=candidate.currency,
+        random_sample=random_sample,
     )
 
 
@@ -392,7 +405,7 @@ class ReviewRouter:
                 result.append(Decision(candidate.product_id, "over_budget", sampled=is_sample))
                 continue
             self._budget.spend(now)
-            item = to_review_item(candidate, self.measure)
+            item = to_review_item(candidate, self.measure, random_sample=is_sample)
             self._recent.record(candidate.product_id, candidate.fingerprint, vectors[row], now)
             near.sent[row] = True
             result.append(Decision(candidate.product_id, "sent", item, sampled=is_sample))

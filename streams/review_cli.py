@@ -1,4 +1,6 @@
-"""``catstream review tail | label | export-labels``: the labeller's side of active learning.
+"""``catstream review tail|label|export-labels|serve``: the labeller's side of active learning.
+
+* ``serve`` runs the review web app (``/review``, with the API), see ``streams.review_server``.
 
 * ``tail`` prints ``products.review`` items for a person: product, title, the top
   candidate categories with their scores, and the command that labels it.
@@ -65,6 +67,10 @@ def register(sub: Any, name: str, help_text: str) -> None:
     export = actions.add_parser("export-labels", help="write labels as JSON lines for training")
     export.add_argument("--output", type=Path, required=True, help="JSON-lines file to write")
     export.set_defaults(handler=_export)
+    serve = actions.add_parser("serve", help="serve the review web app (and the API)")
+    serve.add_argument("--host", default=None, help="bind address (default: settings.api_host)")
+    serve.add_argument("--port", type=int, default=0, help="default: settings.worker_web_port")
+    serve.set_defaults(handler=_serve)
 
 
 # ------------------------------------------------------------------ reading
@@ -324,6 +330,8 @@ def export_labels(settings: Settings, output: Path) -> ExportReport:
     unknown: list[str] = []
     lines: list[dict[str, Any]] = []
     for product_id, label in labels.items():
+        if not label.has_category:  # "not a product" / "can't tell": nothing to learn
+            continue
         try:
             path = taxonomy.path_str(taxonomy.resolve(label.category))
         except UnknownCategoryError:
@@ -341,6 +349,12 @@ def export_labels(settings: Settings, output: Path) -> ExportReport:
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     temporary.replace(output)  # a reader never sees half a file
     return ExportReport(len(lines), replaced, without_fields, unknown)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.review_server import serve
+
+    return serve(args, settings)
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:

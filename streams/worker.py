@@ -34,9 +34,10 @@ def run_worker(settings: Settings, *, agents: list[str], sinks: bool, api: bool)
 
         attach_sinks(app, settings)
     if api:
+        from streams.review_server import review_image_fetcher
         from workers.worker_services import attach_api
 
-        attach_api(app, settings)
+        attach_api(app, settings, images=review_image_fetcher(settings))
     log.info(
         "worker_starting",
         agents=agents,

@@ -9,6 +9,7 @@ Routes (all JSON except ``/metrics``):
 * ``GET /products/{id}/similar?k=100&level=2&by=text`` → nearest products (Milvus).
 * ``GET /products/{id}/more-like-this?size=10&level=0`` → text-similar products (ES).
 * ``GET /search?q=...&size=10&category=...`` → text search (ES).
+* ``/review...`` → the labellers' web app (HTML; ``workers/review_app.py``).
 
 Errors: 400 for a bad request, 404 for an unknown product, 503 while a service
 is unreachable; the ``error`` text says what to do. Blocking clients run in
@@ -31,6 +32,7 @@ from catstream.metrics import REGISTRY
 from catstream.redaction import redact, redact_value
 from catstream.settings import Settings
 from workers.health import HealthCheck, default_health_checks, run_checks
+from workers.review_app import ImageSource, add_review_routes
 from workers.search import ProductSearch
 
 DEFAULTS = {"k": 100, "level": 2, "size": 10}
@@ -53,8 +55,14 @@ def build_api(
     *,
     similar: object | None = None,
     health_checks: dict[str, Callable[[], Awaitable[bool]]] | None = None,
+    images: ImageSource | None = None,
+    review: bool = True,
 ) -> web.Application:
-    """The API application; ``similar`` defaults to ``workers.similar.SimilarProducts``."""
+    """The API application; ``similar`` defaults to ``workers.similar.SimilarProducts``.
+
+    ``review`` mounts the review web app; ``images`` is its image proxy's fetcher
+    (``streams.images.ImageFetcher``, passed in by the worker and ``catstream review serve``).
+    """
     app = web.Application(middlewares=[_errors_as_json])
     app[SETTINGS] = settings
     app[CHECKS] = health_checks if health_checks is not None else default_health_checks(settings)
@@ -68,6 +76,14 @@ def build_api(
     app.router.add_get(f"/products/{PRODUCT_ID}/similar", _similar)
     app.router.add_get(f"/products/{PRODUCT_ID}/more-like-this", _more_like_this)
     app.on_cleanup.append(_close_clients)
+    if review:
+        add_review_routes(
+            app,
+            settings,
+            images=images,
+            similar=lambda: _similar_finder(app),
+            documents=lambda: _search_client(app),
+        )
     return app
 
 
@@ -78,10 +94,11 @@ async def run_api(
     host: str | None = None,
     similar: object | None = None,
     health_checks: dict[str, HealthCheck] | None = None,
+    images: ImageSource | None = None,
 ) -> None:
     """Serve the API on ``host:port`` until cancelled (defaults: ``settings.api_host``,
     ``settings.worker_web_port``)."""
-    app = build_api(settings, similar=similar, health_checks=health_checks)
+    app = build_api(settings, similar=similar, health_checks=health_checks, images=images)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     chosen = settings.worker_web_port if port is None else port

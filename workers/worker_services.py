@@ -26,6 +26,7 @@ from catstream.settings import Settings
 from workers.api import run_api
 from workers.elasticsearch_sink import run_elasticsearch_sink
 from workers.milvus_sink import run_milvus_sink
+from workers.review_app import ImageSource
 from workers.similar import SimilarProducts
 
 log = get_logger(__name__)
@@ -92,7 +93,9 @@ def supervised_sink(
     liveness.problem(name, None)
 
 
-def attach_api(app: faust.App, settings: Settings) -> None:
+def attach_api(app: faust.App, settings: Settings, images: ImageSource | None = None) -> None:
+    """Serve the API on the worker's loop; ``images`` feeds the review app's image proxy."""
+
     @app.task
     async def serve_api() -> None:
-        await run_api(settings, similar=SimilarProducts(settings))
+        await run_api(settings, similar=SimilarProducts(settings), images=images)
