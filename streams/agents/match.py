@@ -109,10 +109,10 @@ class MatchStep:
             return await self._remove(key)
         fields = {k: getattr(product, k) for k in FIELD_KEYS if getattr(product, k, None)}
         entry = dict(self.inputs.get(key) or {})
-        if entry.get("fields") == fields and entry.get("fields_fp") == product.fingerprint:
+        same = entry.get("fields") == fields and entry.get("fields_fp") == product.fingerprint
+        if same and entry.get("matched"):
             return "unchanged"
         entry.update(fields=fields, fields_fp=product.fingerprint, updated_at=product.updated_at)
-        self.inputs[key] = entry
         return await self._match_when_ready(key, entry)
 
     async def _embedding(self, message: Any) -> str:
@@ -121,7 +121,7 @@ class MatchStep:
             return await self._remove(key)
         embedding = _parse(ProductEmbedding, message, key)
         entry = dict(self.inputs.get(key) or {})
-        if entry.get("vectors_fp") == embedding.fingerprint:
+        if entry.get("vectors_fp") == embedding.fingerprint and entry.get("matched"):
             return "unchanged"
         entry.update(
             text=embedding.text_embedding,
@@ -129,10 +129,13 @@ class MatchStep:
             cat_l1=embedding.category_ids[0] if embedding.category_ids else None,
             vectors_fp=embedding.fingerprint,
         )
-        self.inputs[key] = entry
         return await self._match_when_ready(key, entry)
 
     async def _match_when_ready(self, key: str, entry: dict[str, Any]) -> str:
+        """Match once both halves agree; ``matched`` is stored only after it succeeded,
+        so a retried event (Milvus or Elasticsearch were down) is matched again."""
+        entry["matched"] = False
+        self.inputs[key] = entry
         if entry.get("fields_fp") is None or entry.get("fields_fp") != entry.get("vectors_fp"):
             return "waiting"  # the other half (or its newer version) is still on its way
         item = MatchInput(
@@ -148,6 +151,7 @@ class MatchStep:
         async with self.lock:
             events = await asyncio.to_thread(self.matcher.match, item)
         await self._publish(events)
+        self.inputs[key] = {**entry, "matched": True}
         MATCH_SECONDS.observe(time.perf_counter() - started)
         return "matched"
 

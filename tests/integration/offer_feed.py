@@ -218,3 +218,36 @@ def training_pairs(directory: Path, seed: int = 7) -> tuple[Path, Path]:
     for path, part in ((train, pairs[:cut]), (valid, pairs[cut:])):
         path.write_text("".join(json.dumps(p) + "\n" for p in part), encoding="utf-8")
     return train, valid
+
+
+def large_catalogue(families: int, seed: int = 3) -> list[Product]:
+    """``families`` distinct products (two capacity variants each) for the benchmark."""
+    rng = random.Random(seed)
+    brands = ["Acme", "Zento", "Norvik", "Plexa", "Quarto", "Helix", "Mirra", "Tavon"]
+    kinds = [
+        ("wireless earbuds", 222, "GB"),
+        ("portable SSD", 222, "TB"),
+        ("smart watch", 222, "mm"),
+        ("stainless steel saucepan", 536, "cm"),
+        ("electric kettle", 536, "l"),
+        ("building bricks set", 1239, "pcs"),
+    ]
+    products = []
+    for n in range(families):
+        brand = rng.choice(brands)
+        kind, cat, unit = kinds[n % len(kinds)]
+        line = f"{rng.choice(['Pro', 'Max', 'Lite', 'Go', 'Air', 'One'])} {100 + n}"
+        for size in (rng.choice([16, 20, 32]), rng.choice([40, 64, 128])):
+            products.append(
+                Product(
+                    f"bench{n}",
+                    brand,
+                    f"{line} {kind}",
+                    f"{size} {unit}",
+                    f"{brand[:2].upper()}{100 + n}{size}",
+                    f"59{n:06d}{size:04d}",
+                    round(rng.uniform(20, 400), 2),
+                    cat,
+                )
+            )
+    return products

@@ -12,7 +12,9 @@ and publishes groups on ``products.matches``; the Elasticsearch sink writes
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ from catstream.settings import Settings
 from schemas.events import NormalisedProduct, ProductEmbedding
 from streams.topic_records import latest_by_key, publish_json, read_topic
 from streams.topics import create_topics
-from tests.integration.offer_feed import catalogue, offers, training_pairs
+from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
 from tests.integration.running_worker import WorkerProcess, wait_until
 from triton_models.categoriser.encoder import shared_encoder
 from triton_models.matcher.records import embedding_sentence, record_from_fields
@@ -217,3 +219,65 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
         what="the deleted product to leave its group",
     )
     assert _groups(settings)["bestbuyz-0"]["offer_group"] == first["bestbuyz-0"]["offer_group"]
+
+
+def _histogram(settings: Settings, name: str) -> tuple[dict[float, float], float, float]:
+    url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.split()[-1])
+    return buckets, total, count
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding the q-quantile (a histogram's resolution)."""
+    total = max(buckets.values())
+    return next(le for le, seen in sorted(buckets.items()) if seen >= q * total)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.bench
+def test_matching_bench(worker: tuple[Settings, WorkerProcess]) -> None:
+    """Candidates per product, matches per second and p99 added latency of the matching agent."""
+    settings, process = worker
+    families = int(os.environ.get("CATSTREAM_MATCH_BENCH_FAMILIES", "40"))
+    rows = offers(large_catalogue(families))
+    assert process.process is not None
+    cpu_before = _cpu_s(process.process.pid)
+    started = time.monotonic()
+    _publish(settings, rows)
+    wait_until(
+        lambda: _histogram(settings, "catstream_match_seconds")[2] >= len(rows),
+        timeout_s=1800,
+        what=f"{len(rows)} products matched",
+    )
+    elapsed = time.monotonic() - started
+    cpu = _cpu_s(process.process.pid) - cpu_before
+    seconds, seconds_sum, matched = _histogram(settings, "catstream_match_seconds")
+    _, candidates_sum, candidates_count = _histogram(settings, "catstream_match_candidates")
+    expected = _expected(rows)
+    latest = _groups(settings)
+    right = sum(1 for pid, members in expected.items() if set(latest[pid]["members"]) == members)
+    print(
+        f"\nmatching bench: {len(rows)} offers ({families} products x 2 variants x 3 merchants)\n"
+        f"  candidates per product  {candidates_sum / candidates_count:.1f}\n"
+        f"  matches per second      {matched / elapsed:.2f} (wall, busy shared host)\n"
+        f"  worker CPU per product  {cpu / matched:.3f} s (matching + both sinks + API)\n"
+        f"  added latency           mean {seconds_sum / matched:.3f} s, "
+        f"p99 <= {_quantile(seconds, 0.99)} s (histogram bucket)\n"
+        f"  products in exactly their true group: {right}/{len(rows)}"
+    )
+    assert matched >= len(rows)
