@@ -95,7 +95,8 @@ class MatchBackends:
     def nearest(
         self, product_id: str, vectors: Vectors, cat_l1: int | None, k: int
     ) -> dict[str, Vectors]:
-        clauses, params = ["product_id != {pid}"], {"pid": product_id}
+        clauses: list[str] = ["product_id != {pid}"]
+        params: dict[str, Any] = {"pid": product_id}
         if cat_l1:
             clauses.append("cat_l1 == {cat}")
             params["cat"] = cat_l1

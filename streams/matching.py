@@ -103,7 +103,7 @@ class OfferMatcher:
         record = item.record()
         candidates = self.candidates(item)
         pairs = [(record, c) for c in candidates.values()]
-        scores = self.model.score_pairs(pairs) if pairs else []
+        scores = self.model.score_pairs(pairs).tolist() if pairs else []
         edges: dict[str, float] = {}
         conflicts: set[str] = set()
         for (_, candidate), score in zip(pairs, scores, strict=True):

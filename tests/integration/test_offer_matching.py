@@ -170,7 +170,8 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
     try:
         wait_until(
             lambda: (
-                es.get(index=settings.elasticsearch_index, id="megamart-0", ignore=[404])
+                es.options(ignore_status=404)
+                .get(index=settings.elasticsearch_index, id="megamart-0")
                 .body.get("_source", {})
                 .get("offer_group")
                 == first["megamart-0"]["offer_group"]

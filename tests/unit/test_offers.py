@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from catstream.settings import Settings
 from workers.offers import cheapest_first, normalised_price, offer_entry
 
@@ -16,7 +18,7 @@ def test_prices_are_converted_with_the_configured_rates() -> None:
 
 def test_cheapest_converted_first_then_unconverted_then_unpriced() -> None:
     settings = Settings(offer_currency="EUR", offer_exchange_rates={"EUR": 1.0, "GBP": 1.2})
-    sources = [
+    sources: list[dict[str, Any]] = [
         {"product_id": "a", "price": 11.0, "currency": "EUR"},
         {"product_id": "b", "price": 9.0, "currency": "GBP"},  # 10.80 EUR
         {"product_id": "c", "price": 1.0, "currency": "JPY"},  # no rate
