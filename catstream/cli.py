@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("triton_models.text_encoder_cli", "embed sentences through Triton"),
     "review": ("streams.review_cli", "see review items and send labels"),
     "retrain": ("training.retrain_cli", "train a challenger on the labels; promote it if better"),
+    # same-product matching (issue 12)
+    "train-matcher": ("training.matcher_cli", "train the same-product pair model"),
+    "evaluate-matcher": ("training.matcher_cli", "evaluate the pair model and blocking recall"),
+    "offers": ("workers.offers_cli", "other merchants' offers of a product, cheapest first"),
 }
 
 

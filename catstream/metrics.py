@@ -120,3 +120,35 @@ IMAGE_FETCH_BYTES = Histogram(
     registry=REGISTRY,
     buckets=(1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7),
 )
+
+# --- same-product matching (issue 12) ---------------------------------------
+OFFER_GROUP_SIZES = Histogram(
+    "catstream_offer_group_size",
+    "Size (products) of each offer group the matching agent published, counted per publish",
+    registry=REGISTRY,
+    buckets=(1, 2, 3, 4, 5, 8, 13, 21, 50, 100),
+)
+MATCH_CANDIDATES = Histogram(
+    "catstream_match_candidates",
+    "Candidates scored per matched product (Milvus and Elasticsearch, deduplicated)",
+    registry=REGISTRY,
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200),
+)
+MATCH_PAIRS = Counter(
+    "catstream_match_pairs_total",
+    "Candidate pairs scored by the matcher, by verdict (accepted, rejected, conflict)",
+    ["verdict"],
+    registry=REGISTRY,
+)
+MATCH_SECONDS = Histogram(
+    "catstream_match_seconds",
+    "Time the matching agent added per product (candidates, scoring, grouping, publishing)",
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OFFER_GROUPS = Gauge(
+    "catstream_offer_groups",
+    "Offer groups in the offer index, by size (products; 10+ for ten or more)",
+    ["size"],
+    registry=REGISTRY,
+)

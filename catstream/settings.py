@@ -44,6 +44,7 @@ TOPIC_KEYS = (
     "labels",
     "deadletter",
     "models",  # retrain decisions (issue 11)
+    "matches",  # offer groups (issue 12)
 )
 
 
@@ -182,6 +183,27 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Fewest holdout labels a retrain decision may rest on"
     )
 
+    # --- same-product matching and offer groups (issue 12) --------------------
+    match_candidates_k: int = Field(
+        default=20, description="Candidates per source (Milvus text, Milvus image, ES) per product"
+    )
+    match_threshold: float | None = Field(
+        default=None, description="Accept threshold of the pair model (default: the version's)"
+    )
+    match_vector_wait_s: float = Field(
+        default=60.0,
+        description="How long the matching agent waits for a product's vectors to reach Milvus "
+        "before it retries (so the next product's kNN sees it)",
+    )
+    offer_currency: str = Field(
+        default="EUR", description="Currency /products/{id}/offers converts prices to"
+    )
+    offer_exchange_rates: dict[str, float] = Field(
+        default_factory=lambda: {"EUR": 1.0, "GBP": 1.17, "USD": 0.92, "CHF": 1.05},
+        description="Units of offer_currency per unit of each currency (set real rates in "
+        "production); offers in other currencies are listed after the converted ones",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -220,6 +242,8 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             elif isinstance(value, tuple | list):
                 value = json.dumps(list(value))
+            elif isinstance(value, dict):
+                value = json.dumps(value)
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             env[f"CATSTREAM_{name.upper()}"] = str(value)

@@ -323,6 +323,37 @@ class DeadLetter(Event):
     timestamp: int = Field(default_factory=now_ms)
 
 
+# ---------------------------------------------------------------- offer groups
+
+
+class OfferMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: ProductId = Field(min_length=1, max_length=PRODUCT_ID_MAX)
+    score: float = Field(ge=0.0, le=1.0, description="the matcher's P(same product)")
+
+
+class OfferGroup(Event):
+    """``products.matches``: the offer group of one product (tombstone on delete).
+
+    ``offer_group`` is stable across re-feeds: a group keeps the id most of its
+    members had, and a new group takes its smallest member's product id. A
+    product that matches nothing is a group of one (``offer_group`` = its own id).
+    """
+
+    product_id: ProductId = Field(min_length=1, max_length=PRODUCT_ID_MAX)
+    offer_group: str = Field(min_length=1, max_length=PRODUCT_ID_MAX)
+    members: list[ProductId] = Field(
+        default_factory=list, description="every product of the group, this one included"
+    )
+    matches: list[OfferMatch] = Field(
+        default_factory=list, description="this product's accepted pairs (its edges)"
+    )
+    matcher_version: str
+    updated_at: int | None = Field(default=None, description="the product's updated_at")
+    matched_at: int = Field(default_factory=now_ms)
+
+
 TOPIC_MODELS: dict[str, type[Event]] = {
     "raw": RawProduct,
     "normalised": NormalisedProduct,
@@ -332,4 +363,5 @@ TOPIC_MODELS: dict[str, type[Event]] = {
     "labels": Label,
     "deadletter": DeadLetter,
     "models": ModelDecision,
+    "matches": OfferGroup,
 }

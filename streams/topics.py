@@ -10,6 +10,15 @@ from catstream.settings import Settings
 
 # Dead letters and review items are read by people and tools long after the fact.
 _RETENTION_MS = {"deadletter": 30 * 24 * 3600 * 1000, "review": 14 * 24 * 3600 * 1000}
+# Offer groups are state keyed by product: only each product's latest group matters.
+_COMPACTED = frozenset({"matches"})
+
+
+def _topic_config(key: str) -> dict[str, str]:
+    config = {"retention.ms": str(_RETENTION_MS[key])} if key in _RETENTION_MS else {}
+    if key in _COMPACTED:
+        config["cleanup.policy"] = "compact"
+    return config
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
@@ -21,7 +30,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]
             settings.topic(key),
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication,
-            config={"retention.ms": str(_RETENTION_MS[key])} if key in _RETENTION_MS else {},
+            config=_topic_config(key),
         )
         for key in _topic_keys()
         if settings.topic(key) not in existing

@@ -15,13 +15,17 @@ log = get_logger(__name__)
 
 
 def build_app(settings: Settings, agents: list[str]) -> faust.App:
-    app = create_app(settings, runs_agents=bool({"normalise", "infer"} & set(agents)))
+    app = create_app(settings, runs_agents=bool({"normalise", "infer", "match"} & set(agents)))
     if "normalise" in agents:
         register_normalise_agent(app, settings)
     if "infer" in agents:
         from streams.agents.infer import register_infer_agent
 
         register_infer_agent(app, settings)
+    if "match" in agents:  # same-product matching (issue 12)
+        from streams.agents.match import register_match_agent
+
+        register_match_agent(app, settings)
     return app
 
 

@@ -8,6 +8,7 @@ Routes (all JSON except ``/metrics``):
 * ``GET /products/{id}/prediction`` → the current prediction.
 * ``GET /products/{id}/similar?k=100&level=2&by=text`` → nearest products (Milvus).
 * ``GET /products/{id}/more-like-this?size=10&level=0`` → text-similar products (ES).
+* ``GET /products/{id}/offers`` → other merchants' offers of the same product, cheapest first.
 * ``GET /search?q=...&size=10&category=...`` → text search (ES).
 * ``/review...`` → the labellers' web app (HTML; ``workers/review_app.py``).
 
@@ -75,6 +76,7 @@ def build_api(
     app.router.add_get(f"/products/{PRODUCT_ID}/prediction", _prediction)
     app.router.add_get(f"/products/{PRODUCT_ID}/similar", _similar)
     app.router.add_get(f"/products/{PRODUCT_ID}/more-like-this", _more_like_this)
+    app.router.add_get(f"/products/{PRODUCT_ID}/offers", _offers)  # issue 12
     app.on_cleanup.append(_close_clients)
     if review:
         add_review_routes(
@@ -170,6 +172,15 @@ async def _similar(request: web.Request) -> web.Response:
     products = [_as_json(item) for item in found]
     body = {"product_id": product_id, "k": k, "level": level, "by": by, "products": products}
     return web.json_response(body)
+
+
+async def _offers(request: web.Request) -> web.Response:
+    """Other merchants' offers of the same product (its offer group), cheapest first."""
+    from workers.offers import ProductOffers
+
+    product_id = request.match_info["product_id"]
+    offers = ProductOffers(request.app[SETTINGS], _search_client(request.app).client)
+    return web.json_response(await asyncio.to_thread(offers.offers, product_id))
 
 
 # ------------------------------------------------------------------- plumbing

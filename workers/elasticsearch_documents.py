@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from catstream.errors import InvalidMessage
-from schemas.events import CategoryScore, NormalisedProduct, Prediction
+from schemas.events import CategoryScore, NormalisedProduct, OfferGroup, Prediction
 from workers.elasticsearch_index import CATEGORY_LEVELS, PATH_SEPARATOR
 from workers.sink import SinkMessage
 
@@ -44,8 +44,9 @@ NORMALISED_FIELDS = (
     "fingerprint",
 )
 PREDICTION_GROUP = ("category", "prediction")
+OFFER_GROUP = ("offer_group",)  # written from products.matches (issue 12)
 
-M = TypeVar("M", NormalisedProduct, Prediction)
+M = TypeVar("M", NormalisedProduct, Prediction, OfferGroup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +62,29 @@ class PredictionUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferUpdate:
+    """The product's offer group; ``version`` is ``(updated_at it was made for, matched_at)``."""
+
+    version: tuple[int, int]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ProductDelete:
     """``version`` None: delete whatever is stored (the producer gave no time)."""
 
     version: int | None
 
 
-SinkEvent = NormalisedUpsert | PredictionUpdate | ProductDelete
+SinkEvent = NormalisedUpsert | PredictionUpdate | OfferUpdate | ProductDelete
 
 
-def decode(message: SinkMessage, normalised_topic: str, predictions_topic: str) -> SinkEvent | None:
+def decode(
+    message: SinkMessage,
+    normalised_topic: str,
+    predictions_topic: str,
+    matches_topic: str | None = None,
+) -> SinkEvent | None:
     """The sink event a record carries; None when it needs no write."""
     product_id = message.product_id
     if not product_id:
@@ -93,6 +107,14 @@ def decode(message: SinkMessage, normalised_topic: str, predictions_topic: str) 
         made_for = _version(prediction.updated_at, message)
         return PredictionUpdate(
             version=(made_for, prediction.predicted_at), fields=prediction_fields(prediction)
+        )
+    if matches_topic is not None and message.topic == matches_topic:
+        if message.value is None:
+            return None  # the product's normalised delete removes the document
+        group = _parse(OfferGroup, message, product_id)
+        return OfferUpdate(
+            version=(_version(group.updated_at, message), group.matched_at),
+            fields={"offer_group": group.offer_group},
         )
     raise InvalidMessage(
         f"topic {message.topic!r} is not one the Elasticsearch sink reads "

@@ -102,11 +102,15 @@ PRODUCT_PROPERTIES: dict[str, Any] = {
             "categories": {"type": "object", "enabled": False},
         }
     },
+    # The product's offer group (the matching agent, via products.matches; issue 12).
+    "offer_group": {"type": "keyword"},
     "versions": {
         "properties": {
             "normalised": {"type": "long"},
             "prediction": {"type": "long"},
             "prediction_at": {"type": "long"},
+            "offer": {"type": "long"},
+            "offer_at": {"type": "long"},
         }
     },
 }

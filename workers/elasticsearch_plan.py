@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workers.elasticsearch_documents import (
+    OFFER_GROUP,
     PREDICTION_GROUP,
     NormalisedUpsert,
+    OfferUpdate,
     PredictionUpdate,
     ProductDelete,
     SinkEvent,
@@ -68,6 +70,8 @@ class _State:
     prediction_version: tuple[int, int] | None
     deleted_at: int | None
     changed: bool = False
+    offer: dict[str, Any] | None = None
+    offer_version: tuple[int, int] | None = None
 
 
 def plan_product(
@@ -96,9 +100,11 @@ def _initial_state(stored: StoredProduct) -> _State:
     if source is None:
         return _State(None, None, None, None, stored.deleted_at)
     versions = source.get("versions") or {}
-    normalised = {k: v for k, v in source.items() if k not in PREDICTION_GROUP and k != "versions"}
+    other_groups = {*PREDICTION_GROUP, *OFFER_GROUP, "versions"}
+    normalised = {k: v for k, v in source.items() if k not in other_groups}
     prediction = {k: source[k] for k in PREDICTION_GROUP if k in source}
     has_prediction = versions.get("prediction") is not None
+    has_offer = versions.get("offer") is not None
     return _State(
         normalised=normalised if versions.get("normalised") is not None else None,
         normalised_version=versions.get("normalised"),
@@ -107,6 +113,8 @@ def _initial_state(stored: StoredProduct) -> _State:
         if has_prediction
         else None,
         deleted_at=stored.deleted_at,
+        offer={k: source[k] for k in OFFER_GROUP if k in source} if has_offer else None,
+        offer_version=(versions["offer"], versions.get("offer_at") or 0) if has_offer else None,
     )
 
 
@@ -122,12 +130,18 @@ def _apply(state: _State, event: SinkEvent) -> bool:
         if state.deleted_at is not None and event.version[0] <= state.deleted_at:
             return False
         state.prediction, state.prediction_version = event.fields, event.version
+    elif isinstance(event, OfferUpdate):
+        if state.offer_version is not None and event.version <= state.offer_version:
+            return False
+        if state.deleted_at is not None and event.version[0] <= state.deleted_at:
+            return False
+        state.offer, state.offer_version = event.fields, event.version
     elif isinstance(event, ProductDelete):
         version = event.version if event.version is not None else _newest(state)
         if state.normalised_version is not None and version < state.normalised_version:
             return False
-        state.normalised = state.prediction = None
-        state.normalised_version = state.prediction_version = None
+        state.normalised = state.prediction = state.offer = None
+        state.normalised_version = state.prediction_version = state.offer_version = None
         state.deleted_at = max(version, state.deleted_at or 0)
     state.changed = True
     return True
@@ -149,18 +163,22 @@ def _newest(state: _State) -> int:
 
 def _doc_write(product_id: str, stored: StoredProduct, state: _State) -> DocWrite | None:
     exists = stored.source is not None
-    if state.normalised is None and state.prediction is None:
+    if state.normalised is None and state.prediction is None and state.offer is None:
         if not exists:
             return None
         return DocWrite("delete", seq_no=stored.seq_no, primary_term=stored.primary_term)
     source: dict[str, Any] = {"product_id": product_id}
     source.update(state.normalised or {})
     source.update(state.prediction or {})
+    source.update(state.offer or {})
     source["versions"] = {
         "normalised": state.normalised_version,
         "prediction": state.prediction_version[0] if state.prediction_version else None,
         "prediction_at": state.prediction_version[1] if state.prediction_version else None,
     }
+    if state.offer_version is not None:
+        source["versions"]["offer"] = state.offer_version[0]
+        source["versions"]["offer_at"] = state.offer_version[1]
     if not exists:
         return DocWrite("create", source=source)
     return DocWrite("index", source, seq_no=stored.seq_no, primary_term=stored.primary_term)

@@ -87,7 +87,11 @@ class ElasticsearchSink:
         self.index = settings.elasticsearch_index
         self.tombstones = tombstone_index(settings)
         self.log = get_logger(__name__, sink=SINK_NAME, index=self.index)
-        self._topics = (settings.topic("normalised"), settings.topic("predictions"))
+        self._topics = (
+            settings.topic("normalised"),
+            settings.topic("predictions"),
+            settings.topic("matches"),
+        )
         self._pending: dict[str, list[_Buffered]] = {}
         self._pool = ThreadPoolExecutor(max(1, settings.elasticsearch_concurrency), "es-bulk")
         self._pacer = RequestPacer(settings.elasticsearch_max_requests_per_s)
@@ -308,7 +312,11 @@ class ElasticsearchSink:
 def build_elasticsearch_sink_runner(settings: Settings, **config: Any) -> SinkRunner:
     """The worker's Elasticsearch sink: normalised products and predictions, one static member."""
     runner_config = SinkRunnerConfig(
-        topics=[settings.topic("normalised"), settings.topic("predictions")],
+        topics=[
+            settings.topic("normalised"),
+            settings.topic("predictions"),
+            settings.topic("matches"),
+        ],
         group_id=f"{settings.app_id}-elasticsearch-sink",
         instance_id=settings.worker_instance_id,
         **config,

@@ -1,0 +1,284 @@
+"""Same product across merchants, on the real local stack: offer groups, re-feeds, deletes, /offers.
+
+A real ``catstream worker --agents match --sinks --api`` consumes normalised
+products and their embeddings (real MiniLM vectors, as Triton's text_encoder
+makes them) from real Kafka; the Milvus sink writes the vectors, the matching
+agent finds candidates in Milvus and Elasticsearch, scores them with a pair
+model trained here by ``catstream train-matcher`` on pairs of *other* products,
+and publishes groups on ``products.matches``; the Elasticsearch sink writes
+``offer_group`` into the product documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catstream.cli import main as catstream_main
+from catstream.settings import Settings
+from schemas.events import NormalisedProduct, ProductEmbedding
+from streams.topic_records import latest_by_key, publish_json, read_topic
+from streams.topics import create_topics
+from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
+from tests.integration.running_worker import WorkerProcess, wait_until
+from triton_models.categoriser.encoder import shared_encoder
+from triton_models.matcher.records import embedding_sentence, record_from_fields
+from workers.elasticsearch_index import elasticsearch_client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def matcher_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding one matcher version trained on other products' pairs."""
+    root = tmp_path_factory.mktemp("matcher")
+    train, valid = training_pairs(root / "pairs")
+    repository = root / "model-repository"
+    settings_env = {"CATSTREAM_MODEL_REPOSITORY": str(repository)}
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in settings_env.items():
+            env.setenv(name, value)
+        from catstream.settings import get_settings
+
+        get_settings.cache_clear()
+        try:
+            code = catstream_main(
+                ["train-matcher", "--pairs", str(train), "--valid", str(valid), "--quiet"]
+            )
+        finally:
+            get_settings.cache_clear()
+    assert code == 0
+    assert (repository / "matcher" / "1" / "metadata.json").is_file()
+    return repository
+
+
+@pytest.fixture
+def worker(
+    topic_settings: Settings, matcher_repository: Path, tmp_path: Path
+) -> Iterator[tuple[Settings, WorkerProcess]]:
+    settings = topic_settings.model_copy(
+        update={
+            "model_repository": matcher_repository,
+            "worker_web_port": _free_port(),
+            "match_vector_wait_s": 30.0,
+        }
+    )
+    create_topics(settings)
+    process = WorkerProcess(
+        settings, tmp_path / "worker.log", "--agents", "match", "--sinks", "--api"
+    ).start()
+    try:
+        yield settings, process
+    finally:
+        code = process.stop()
+        if code not in (0, -15):
+            print(process.log_tail(80))
+
+
+def _publish(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """Each row as its normalised product, then its embedding (as infer would publish it)."""
+    records = [record_from_fields(r["fields"], product_id=r["product_id"]) for r in rows]
+    vectors = shared_encoder().encode([embedding_sentence(r) for r in records])
+    normalised, embeddings = [], []
+    for row, vector in zip(rows, vectors, strict=True):
+        fields = {k: v for k, v in row["fields"].items() if v is not None}
+        fingerprint = f"fp-{abs(hash(fields['title'])):x}"
+        product = NormalisedProduct(product_id=row["product_id"], fingerprint=fingerprint, **fields)
+        normalised.append((row["product_id"], json.loads(product.model_dump_json())))
+        embedding = ProductEmbedding(
+            product_id=row["product_id"],
+            model_version="test",
+            text_embedding=[float(x) for x in vector],
+            category_ids=[row["cat_l1"]],
+            category_path=["test"],
+            fingerprint=fingerprint,
+            updated_at=fields.get("updated_at"),
+        )
+        embeddings.append((row["product_id"], json.loads(embedding.model_dump_json())))
+    publish_json(settings, normalised, "normalised")
+    publish_json(settings, embeddings, "embeddings")
+
+
+def _groups(settings: Settings) -> dict[str, Any]:
+    return latest_by_key(read_topic(settings, "matches", idle_s=1))
+
+
+def _settled(settings: Settings, expected: dict[str, set[str]]) -> bool:
+    """Every product's latest group lists exactly ``expected[product]``."""
+    latest = _groups(settings)
+    return all(
+        latest.get(pid) is not None and set(latest[pid]["members"]) == members
+        for pid, members in expected.items()
+    )
+
+
+def _expected(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
+    by_family: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        by_family[row["family"]].add(row["product_id"])
+    return {row["product_id"]: by_family[row["family"]] for row in rows}
+
+
+def _offers(settings: Settings, product_id: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{settings.worker_web_port}/products/{product_id}/offers"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
+    worker: tuple[Settings, WorkerProcess],
+) -> None:
+    settings, process = worker
+    rows = offers(catalogue())
+    _publish(settings, rows)
+    expected = _expected(rows)
+    wait_until(
+        lambda: _settled(settings, expected) or not process.alive(),
+        timeout_s=240,
+        what="every product's offer group to list exactly its merchants' offers",
+    )
+    assert process.alive(), process.log_tail()
+    first = _groups(settings)
+    # Same product, three merchants, three titles: one group. Variants: their own groups.
+    families = {row["family"]: first[row["product_id"]]["offer_group"] for row in rows}
+    assert len(set(families.values())) == len(families), families
+
+    # /offers: the other merchants' offers, cheapest first in EUR (GBP converted).
+    body = _offers(settings, "shopa-0")
+    prices = [offer["price_normalised"] for offer in body["offers"]]
+    assert len(prices) == 2
+    assert all(p is not None for p in prices)
+    assert prices == sorted(prices)
+    assert {offer["product_id"] for offer in body["offers"]} == {"bestbuyz-0", "megamart-0"}
+
+    # The product documents in Elasticsearch carry the group too.
+    es = elasticsearch_client(settings)
+    try:
+        wait_until(
+            lambda: (
+                es.options(ignore_status=404)
+                .get(index=settings.elasticsearch_index, id="megamart-0")
+                .body.get("_source", {})
+                .get("offer_group")
+                == first["megamart-0"]["offer_group"]
+            ),
+            timeout_s=120,
+            what="the Elasticsearch sink to write offer_group",
+        )
+    finally:
+        es.close()
+
+    # A re-feed (new prices, a new title for one offer) keeps every group's id.
+    refeed = offers(catalogue(), seed=2, updated_at=1_700_000_100_000)
+    for row in refeed:
+        if row["product_id"] == "bestbuyz-3":
+            row["fields"]["title"] = "LEGO 75257 Millennium Falcon - Star Wars set"
+    _publish(settings, refeed)
+    wait_until(
+        lambda: all(
+            (g := _groups(settings).get(row["product_id"])) is not None
+            and g["updated_at"] == 1_700_000_100_000
+            for row in refeed
+            if row["product_id"] == "bestbuyz-3"
+        ),
+        timeout_s=180,
+        what="the re-fed offer to be matched again",
+    )
+    wait_until(lambda: _settled(settings, expected), timeout_s=120, what="groups after re-feed")
+    after = _groups(settings)
+    assert {pid: g["offer_group"] for pid, g in after.items()} == {
+        pid: g["offer_group"] for pid, g in first.items()
+    }
+
+    # A delete leaves the group: a tombstone for it, the others list it no more.
+    publish_json(
+        settings,
+        [("shopa-0", {"product_id": "shopa-0", "op": "delete", "updated_at": 1_700_000_200_000})],
+        "normalised",
+    )
+    remaining = {"bestbuyz-0", "megamart-0"}
+    wait_until(
+        lambda: (
+            (latest := _groups(settings)).get("shopa-0", "") is None
+            and all(set(latest[p]["members"]) == remaining for p in remaining)
+        ),
+        timeout_s=120,
+        what="the deleted product to leave its group",
+    )
+    assert _groups(settings)["bestbuyz-0"]["offer_group"] == first["bestbuyz-0"]["offer_group"]
+
+
+def _histogram(settings: Settings, name: str) -> tuple[dict[float, float], float, float]:
+    url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.split()[-1])
+    return buckets, total, count
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding the q-quantile (a histogram's resolution)."""
+    total = max(buckets.values())
+    return next(le for le, seen in sorted(buckets.items()) if seen >= q * total)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.bench
+def test_matching_bench(worker: tuple[Settings, WorkerProcess]) -> None:
+    """Candidates per product, matches per second and p99 added latency of the matching agent."""
+    settings, process = worker
+    families = int(os.environ.get("CATSTREAM_MATCH_BENCH_FAMILIES", "40"))
+    rows = offers(large_catalogue(families))
+    assert process.process is not None
+    cpu_before = _cpu_s(process.process.pid)
+    started = time.monotonic()
+    _publish(settings, rows)
+    wait_until(
+        lambda: _histogram(settings, "catstream_match_seconds")[2] >= len(rows),
+        timeout_s=1800,
+        what=f"{len(rows)} products matched",
+    )
+    elapsed = time.monotonic() - started
+    cpu = _cpu_s(process.process.pid) - cpu_before
+    seconds, seconds_sum, matched = _histogram(settings, "catstream_match_seconds")
+    _, candidates_sum, candidates_count = _histogram(settings, "catstream_match_candidates")
+    expected = _expected(rows)
+    latest = _groups(settings)
+    right = sum(1 for pid, members in expected.items() if set(latest[pid]["members"]) == members)
+    print(
+        f"\nmatching bench: {len(rows)} offers ({families} products x 2 variants x 3 merchants)\n"
+        f"  candidates per product  {candidates_sum / candidates_count:.1f}\n"
+        f"  matches per second      {matched / elapsed:.2f} (wall, busy shared host)\n"
+        f"  worker CPU per product  {cpu / matched:.3f} s (matching + both sinks + API)\n"
+        f"  added latency           mean {seconds_sum / matched:.3f} s, "
+        f"p99 <= {_quantile(seconds, 0.99)} s (histogram bucket)\n"
+        f"  products in exactly their true group: {right}/{len(rows)}"
+    )
+    assert matched >= len(rows)
