@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     # served precision the categoriser's threshold promises (issue 9: default 0.95)
     target_precision: float = 0.95
 
+    # --- hot path (issue 10) ---------------------------------------------------
+    idle_fetch_backoff_max_ms: int = Field(
+        default=500,
+        description="After empty fetches in a row a consumer waits up to this long before "
+        "fetching again (brokers that answer empty fetches at once would make it spin)",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

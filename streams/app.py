@@ -19,6 +19,7 @@ import faust
 
 from catstream.kafka_config import faust_broker_options
 from catstream.settings import Settings
+from streams.fetch_backoff import install_fetch_backoff
 from streams.offset_tracking import install_offset_fix
 
 
@@ -37,6 +38,7 @@ def faust_group_id(settings: Settings, *, runs_agents: bool) -> str:
 def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
     """A configured (not yet started) Faust app with no agents."""
     install_offset_fix()
+    install_fetch_backoff(settings.idle_fetch_backoff_max_ms / 1000)
     group = faust_group_id(settings, runs_agents=runs_agents)
     datadir = settings.home / "faust" / settings.worker_instance_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
