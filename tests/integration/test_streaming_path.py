@@ -28,6 +28,7 @@ from feeds.publisher import publish_feed
 from streams.topic_records import latest_by_key, publish_json
 from streams.topics import create_topics
 from tests.conftest import RunningStack
+from tests.integration.chaos_run import f32le
 from tests.integration.running_worker import WorkerProcess, read_topic, wait_until
 from tests.integration.streaming_fixtures import (
     publish_sentinels,
@@ -155,6 +156,13 @@ def test_feed_flows_to_predictions_milvus_and_elasticsearch(
         embeddings = latest_by_key(read_topic(settings, "embeddings", idle_s=2))
         with_image = [e for e in embeddings.values() if e and e["image_embedding"]]
         assert with_image, "no product got an image embedding from the loopback server"
+        # The wire layout, decoded without catstream (base64 + little-endian float32).
+        text, image = (
+            f32le(with_image[0]["text_embedding"]),
+            f32le(with_image[0]["image_embedding"]),
+        )
+        assert (len(text), len(image)) == (384, 1280)
+        assert abs(sum(v * v for v in text) - 1.0) < 1e-3  # MiniLM vectors are unit length
         health = json.load(
             urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_web_port}/health")
         )
