@@ -167,6 +167,16 @@ class Settings(BaseSettings):
         description="After empty fetches in a row a consumer waits up to this long before "
         "fetching again (brokers that answer empty fetches at once would make it spin)",
     )
+    producer_linger_ms: int = Field(
+        default=5, description="How long the agents' producer waits to fill a batch"
+    )
+    producer_batch_bytes: int = Field(
+        default=262_144, description="The agents' producer batch size per partition, bytes"
+    )
+    producer_max_request_bytes: int = Field(
+        default=2_097_152,
+        description="Largest produce request, bytes (at least twice max_message_bytes is used)",
+    )
 
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"

@@ -61,7 +61,13 @@ def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
-        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+        # Outputs are sent without awaiting each and confirmed per batch: let them
+        # share produce requests.
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_batch_bytes,
+        producer_max_request_size=max(
+            settings.max_message_bytes * 2, settings.producer_max_request_bytes
+        ),
     )
 
 
