@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 
 from catstream.backoff import retry_async
 from catstream.deadletters import (
@@ -234,6 +236,9 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
                 message = event.message
                 if not await contiguity.admit(app.consumer, message.tp, message.offset):
                     continue
+                # The state table's changelog partition comes from the "current event":
+                # in a batch that must be this message's own event.
+                _current_event.set(weakref.ref(event))
                 if not await run_normalise(step, message):
                     # The guard tripped: hold here, never acking past this message, until
                     # the shutdown it started cancels the agent.
