@@ -701,6 +701,13 @@ def run_pipeline_bench(
             worker.stop()
             for sink in sinks:
                 sink.stop()
+        # The streaming phases are the long part: keep them even if a Triton-only run
+        # below fails (a python-backend stub can die on a crowded host).
+        partial = {k: v for k, v in report.items() if k not in ("ids", "profile")}
+        write_json(
+            {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in partial.items()},
+            workdir / "streaming-phases.json",
+        )
         products = normalised_products(settings, report["ids"])
         fetched = asyncio.run(fetch_images(settings, products))
     triton_pid = services.get("triton")
