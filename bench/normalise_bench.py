@@ -201,10 +201,13 @@ def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
 
 # --- the worker under test ---------------------------------------------------------------------
 class BenchWorker:
-    """``catstream worker ARGS`` as a child process with its own log file."""
+    """``catstream worker ARGS`` (or another ``command``) as a child process with its own log."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, *args: str, command: str = "worker"
+    ) -> None:
         self.settings, self.log_path, self.args = settings, log_path, list(args)
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
         self.peak: ProcessPeak | None = None
 
@@ -218,7 +221,7 @@ class BenchWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, *python_args, "-m", "catstream.cli", "worker", *self.args],
+                [sys.executable, *python_args, "-m", "catstream.cli", self.command, *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -236,7 +239,7 @@ class BenchWorker:
         """SIGTERM (SIGKILL after ``timeout_s``); records the peak RSS first."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.peak = ProcessPeak.of("worker", self.process.pid)
+        self.peak = ProcessPeak.of(" ".join([self.command, *self.args]), self.process.pid)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout_s)

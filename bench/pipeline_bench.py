@@ -479,6 +479,12 @@ class PipelineReport:
     machine_before: dict[str, Any]
     machine_after: dict[str, Any]
     settings: dict[str, Any]
+    idle_cpu_per_s: dict[str, float] = field(default_factory=dict)  # per process, idle
+
+    def cpu_ms_per_product(self) -> dict[str, float]:
+        """CPU milliseconds per product of each process tree over the end-to-end phase."""
+        e2e = self.end_to_end
+        return {k: round(1000 * v / e2e.products, 1) for k, v in e2e.cpu_s.items()}
 
     def table(self) -> str:
         e2e, again, lat = self.end_to_end, self.republish, self.latency
@@ -505,6 +511,18 @@ class PipelineReport:
             (
                 "re-published feed, publish → last prediction",
                 f"{again.predicted_products_per_s:,.1f} products/s",
+            ),
+            *(
+                (f"CPU per product, {name}", f"{ms:,.1f} ms")
+                for name, ms in self.cpu_ms_per_product().items()
+            ),
+            (
+                "CPU per product outside Triton (all but triton)",
+                f"{sum(v for k, v in self.cpu_ms_per_product().items() if k != 'triton'):,.1f} ms",
+            ),
+            *(
+                (f"idle CPU, {name}", f"{per_s:.3f} CPU-s/s")
+                for name, per_s in self.idle_cpu_per_s.items()
             ),
             *(
                 (f"peak RSS {p.name} ({len(p.pids)} processes)", f"{p.peak_rss_mib:,.0f} MiB")
@@ -611,6 +629,25 @@ def measure_latency(
     )
 
 
+def _process_name(process: BenchWorker) -> str:
+    if process.command == "sink":
+        return f"{process.args[0]}-sink"
+    return process.args[-1]  # worker-<n>
+
+
+def measure_idle(
+    worker: BenchWorker, services: dict[str, int], seconds: float, settle_s: float = 5.0
+) -> dict[str, float]:
+    """CPU seconds per second of each process while nothing is published."""
+    if seconds <= 0:
+        return {}
+    time.sleep(settle_s)  # the warm-up's last commits and flushes
+    before, started = cpu_snapshot(worker, services), time.perf_counter()
+    time.sleep(seconds)
+    after, elapsed = cpu_snapshot(worker, services), time.perf_counter() - started
+    return {k: round((after[k] - before[k]) / elapsed, 4) for k in after}
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     products: int = 2000
@@ -621,6 +658,9 @@ class PipelineOptions:
     changed_share: float = 0.1
     timeout_s: float = 1800.0
     profile: bool = False  # py-spy the worker over the end-to-end phase
+    idle_s: float = 20.0  # idle CPU measured after the warm-up
+    sinks_in_worker: bool = False  # `worker --sinks` (the demo) instead of `catstream sink ...`
+    workers: int = 1  # worker processes in the agents' consumer group
 
 
 def run_pipeline_bench(
@@ -636,11 +676,38 @@ def run_pipeline_bench(
     before = machine()
     create_topics(settings)
     with ImageServer() as images:
-        worker = BenchWorker(settings, workdir / "pipeline-worker.log", "--sinks").start()
+        if options.sinks_in_worker:
+            worker = BenchWorker(settings, workdir / "pipeline-worker.log", "--sinks").start()
+            sinks: list[BenchWorker] = []
+        else:  # the production shape: each sink its own process
+            worker = BenchWorker(
+                settings, workdir / "pipeline-worker.log", "--instance-id", "worker-0"
+            ).start()
+            sinks = [
+                BenchWorker(settings, workdir / f"{name}-sink.log", name, command="sink").start()
+                for name in ("milvus", "elasticsearch")
+            ]
+            # More workers in the same consumer group, each its own static member.
+            sinks += [
+                BenchWorker(
+                    settings, workdir / f"pipeline-worker-{n}.log", "--instance-id", f"worker-{n}"
+                ).start()
+                for n in range(1, options.workers)
+            ]
+            services = {**services, **{_process_name(s): s.pid for s in sinks}}
         try:
             report = _run_phases(settings, worker, images.base_url, services, options, workdir)
         finally:
             worker.stop()
+            for sink in sinks:
+                sink.stop()
+        # The streaming phases are the long part: keep them even if a Triton-only run
+        # below fails (a python-backend stub can die on a crowded host).
+        partial = {k: v for k, v in report.items() if k not in ("ids", "profile")}
+        write_json(
+            {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in partial.items()},
+            workdir / "streaming-phases.json",
+        )
         products = normalised_products(settings, report["ids"])
         fetched = asyncio.run(fetch_images(settings, products))
     triton_pid = services.get("triton")
@@ -651,7 +718,12 @@ def run_pipeline_bench(
     n = options.naive_products
     naive = asyncio.run(triton_naive(settings, version, products[:n], fetched[:n], triton_pid))
     assert worker.peak is not None
-    peaks = [worker.peak, *(ProcessPeak.of(name, pid) for name, pid in services.items())]
+    extra = {_process_name(s) for s in sinks}
+    peaks = [
+        worker.peak,
+        *(s.peak for s in sinks if s.peak is not None),
+        *(ProcessPeak.of(name, pid) for name, pid in services.items() if name not in extra),
+    ]
     e2e: Phase = report["end_to_end"]
     best = max(r.products_per_s for r in ceiling)
     return PipelineReport(
@@ -665,6 +737,7 @@ def run_pipeline_bench(
         profile=report["profile"],
         ratio_to_ceiling=round(e2e.products_per_s / best, 3),
         ratio_to_naive=round(e2e.products_per_s / naive.products_per_s, 3),
+        idle_cpu_per_s=report["idle"],
         machine_before=before,
         machine_after=machine(),
         settings={
@@ -687,6 +760,7 @@ def _run_phases(
     warm = feed_events(settings, 32, seed=3, image_base_url=image_url, id_prefix="W")
     stored = len(distinct_ids(warm))
     run_phase("warm-up", settings, worker, warm, stored, services, options.timeout_s)
+    idle = measure_idle(worker, services, options.idle_s)
     feed = feed_events(settings, options.products, seed=5, image_base_url=image_url, id_prefix="")
     stored += len(distinct_ids(feed))
     raw_profile = workdir / "worker-profile.txt" if options.profile else None
@@ -707,6 +781,7 @@ def _run_phases(
         "end_to_end": e2e,
         "republish": republish,
         "latency": latency,
+        "idle": idle,
         "ids": distinct_ids(feed),
         "profile": profile_summary(raw_profile) if raw_profile and raw_profile.exists() else None,
     }
@@ -722,6 +797,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the worker (pip install py-spy)"
     )
+    parser.add_argument(
+        "--sinks-in-worker",
+        action="store_true",
+        help="run the sinks inside the worker (`worker --sinks`) instead of as their own processes",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes in one consumer group"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
     parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "pipeline-work")
     args = parser.parse_args(argv)
@@ -731,6 +814,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_load=args.latency_load,
         naive_products=args.naive_products,
         profile=args.profile,
+        sinks_in_worker=args.sinks_in_worker,
+        workers=args.workers,
     )
     report = run_pipeline_bench(load_settings(), args.workdir, options)
     write_json(asdict(report), args.out)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feed": ("feeds.cli", "generate and publish affiliate feeds"),
     "deadletter": ("streams.deadletter_cli", "inspect and replay dead letters"),
     "worker": ("streams.worker_cli", "run the stream worker (agents, sinks, API)"),
+    "sink": ("workers.sink_cli", "run one sink (milvus or elasticsearch) as its own process"),
     "train": ("training.train_cli", "train and export a categoriser"),
     "model": ("triton_models.categoriser.model_cli", "list, load and roll back model versions"),
     "predict": ("training.predict_cli", "categorise a JSON-lines file offline"),

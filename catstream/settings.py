@@ -204,6 +204,23 @@ class Settings(BaseSettings):
         "production); offers in other currencies are listed after the converted ones",
     )
 
+    # --- hot path (issue 10) ---------------------------------------------------
+    idle_fetch_backoff_max_ms: int = Field(
+        default=500,
+        description="After empty fetches in a row a consumer waits up to this long before "
+        "fetching again (brokers that answer empty fetches at once would make it spin)",
+    )
+    producer_linger_ms: int = Field(
+        default=5, description="How long the agents' producer waits to fill a batch"
+    )
+    producer_batch_bytes: int = Field(
+        default=262_144, description="The agents' producer batch size per partition, bytes"
+    )
+    producer_max_request_bytes: int = Field(
+        default=2_097_152,
+        description="Largest produce request, bytes (at least twice max_message_bytes is used)",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

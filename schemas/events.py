@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.vectors import ENCODING_DOC, Vector
+
 SCHEMA_VERSION = 1
 PRODUCT_ID_MAX = 256
 
@@ -189,8 +191,10 @@ class ProductEmbedding(Event):
 
     product_id: ProductId = Field(min_length=1, max_length=PRODUCT_ID_MAX)
     model_version: str
-    text_embedding: list[float]
-    image_embedding: list[float] | None = None
+    text_embedding: Vector = Field(description="text vector (384 for MiniLM); " + ENCODING_DOC)
+    image_embedding: Vector | None = Field(
+        default=None, description="image vector (1,280 for EfficientNet-Lite0); " + ENCODING_DOC
+    )
     category_ids: list[int] = Field(
         default_factory=list, description="top category's path ids, root first"
     )

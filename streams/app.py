@@ -19,6 +19,7 @@ import faust
 
 from catstream.kafka_config import faust_broker_options
 from catstream.settings import Settings
+from streams.fetch_backoff import install_fetch_backoff
 from streams.offset_tracking import install_offset_fix
 
 
@@ -37,6 +38,7 @@ def faust_group_id(settings: Settings, *, runs_agents: bool) -> str:
 def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
     """A configured (not yet started) Faust app with no agents."""
     install_offset_fix()
+    install_fetch_backoff(settings.idle_fetch_backoff_max_ms / 1000)
     group = faust_group_id(settings, runs_agents=runs_agents)
     datadir = settings.home / "faust" / settings.worker_instance_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,13 @@ def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
-        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+        # Outputs are sent without awaiting each and confirmed per batch: let them
+        # share produce requests.
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_batch_bytes,
+        producer_max_request_size=max(
+            settings.max_message_bytes * 2, settings.producer_max_request_bytes
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from catstream.metrics import BATCH_SIZE, EVENTS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
+from schemas.vectors import encode_vector
 from streams.image_embedding import ImageEmbedder, ImageEmbeddings
 from streams.model_state import ModelState
 from streams.review import (
@@ -304,8 +305,10 @@ class InferenceStep:
         embedding = ProductEmbedding(
             product_id=product.product_id,
             model_version=str(metadata.version),
-            text_embedding=result.text_embedding,
-            image_embedding=images.vector(row),
+            text_embedding=encode_vector(result.text_embedding),
+            image_embedding=(
+                encode_vector(images.vectors[row]) if images.mask[row, 0] > 0 else None
+            ),
             category_ids=list(top_ids),
             category_path=[taxonomy.get(cid).name for cid in top_ids],
             fingerprint=product.fingerprint,

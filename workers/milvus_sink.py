@@ -27,12 +27,13 @@ Milvus has acknowledged the writes. A dead Milvus delays, never loses.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import ValidationError
 from pymilvus import MilvusClient, MilvusException
 
@@ -41,6 +42,7 @@ from catstream.logs import get_logger
 from catstream.metrics import SINK_WRITES, STALE_EVENTS
 from catstream.settings import Settings
 from schemas.events import ProductEmbedding
+from schemas.vectors import decode_vector
 from workers.milvus_collection import (
     CATEGORY_PATH_MAX,
     MAX_LEVELS,
@@ -70,9 +72,12 @@ Row = dict[str, Any]
 
 def embedding_row(event: ProductEmbedding, spec: CollectionSpec) -> Row:
     """The collection row for one embedding event; ``InvalidMessage`` if it cannot be one."""
-    _check_vector(event.text_embedding, spec.text_dim, "text_embedding", event.product_id)
-    if event.image_embedding is not None:
-        _check_vector(event.image_embedding, spec.image_dim, "image_embedding", event.product_id)
+    text = _vector(event.text_embedding, spec.text_dim, "text_embedding", event.product_id)
+    image = (
+        _vector(event.image_embedding, spec.image_dim, "image_embedding", event.product_id)
+        if event.image_embedding is not None
+        else None
+    )
     levels = _category_levels(event.category_ids, event.product_id)
     _check_varchar(event.product_id, PRODUCT_ID_MAX, "product_id", event.product_id)
     _check_varchar(event.model_version, MODEL_VERSION_MAX, "model_version", event.product_id)
@@ -84,9 +89,9 @@ def embedding_row(event: ProductEmbedding, spec: CollectionSpec) -> Row:
         )
     row: Row = {
         "product_id": event.product_id,
-        "text_vector": event.text_embedding,
-        "image_vector": event.image_embedding or [0.0] * spec.image_dim,
-        "has_image": event.image_embedding is not None,
+        "text_vector": text,
+        "image_vector": image if image is not None else [0.0] * spec.image_dim,
+        "has_image": image is not None,
         "category_path": fit_utf8(" > ".join(event.category_path), CATEGORY_PATH_MAX),
         "model_version": event.model_version,
         "updated_at": event.updated_at or 0,
@@ -111,20 +116,27 @@ def _check_varchar(value: str, max_bytes: int, field: str, product_id: str) -> N
         )
 
 
-def _check_vector(vector: Sequence[float], dim: int, field: str, product_id: str) -> None:
+def _vector(encoded: str, dim: int, field: str, product_id: str) -> list[float]:
+    """The decoded vector, checked for what Milvus would refuse or search badly."""
+    vector = decode_vector(encoded)
+    _check_vector(vector, dim, field, product_id)
+    return vector.tolist()
+
+
+def _check_vector(vector: NDArray[np.float32], dim: int, field: str, product_id: str) -> None:
     if len(vector) != dim:
         raise InvalidMessage(
             f"{field} of {product_id!r} has {len(vector)} dimensions, the Milvus collection "
             f"expects {dim}: re-embed the product with the current encoder and republish it",
             error_class="EmbeddingDimension",
         )
-    if not all(math.isfinite(x) for x in vector):
+    if not np.isfinite(vector).all():
         raise InvalidMessage(
             f"{field} of {product_id!r} contains NaN or infinity: check the encoder's "
             "input for this product and republish it",
             error_class="EmbeddingNotFinite",
         )
-    if not any(vector):
+    if not vector.any():
         raise InvalidMessage(
             f"{field} of {product_id!r} is all zeros, which has no cosine direction: "
             "check the encoder's input for this product and republish it",

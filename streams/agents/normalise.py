@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 
 from catstream.backoff import retry_async
 from catstream.deadletters import (
@@ -25,7 +27,7 @@ from catstream.deadletters import (
     SourceMessage,
     disposition,
 )
-from catstream.errors import DeadLetterLimitExceeded, InvalidMessage
+from catstream.errors import DeadLetterLimitExceeded, InvalidMessage, RecoverableError
 from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS, STAGE_SECONDS, STALE_EVENTS
@@ -65,6 +67,9 @@ class NormaliseStep:
         self.policy = DeadLetterPolicy(STAGE, settings)
         self.dead_letters = DeadLetterTopic(self.policy, deadletter)
         self.clock_ms = clock_ms
+        # Outputs sent since the last confirm(), in order: key, value, delivery future
+        # (None: to be sent again).
+        self._unconfirmed: list[tuple[bytes, bytes | None, Any]] = []
 
     async def handle(self, message: Any) -> str:
         """Process one message; returns the outcome (for metrics and tests).
@@ -155,7 +160,33 @@ class NormaliseStep:
                 "fields (description, extra) in the feed",
                 error_class="MessageTooLarge",
             )
-        await self.normalised.send(key=product.product_id.encode("utf-8"), value=value)
+        key = product.product_id.encode("utf-8")
+        self._unconfirmed.append((key, value, await self.normalised.send(key=key, value=value)))
+
+    async def confirm(self) -> None:
+        """Wait until Kafka acknowledged every output sent since the last confirm.
+
+        A failed delivery is recoverable: everything from the first unconfirmed output
+        on is sent again, in order (a later delete must stay after the upsert it
+        deletes), with back-off, until Kafka takes it.
+        """
+
+        async def attempt() -> None:
+            entries = [
+                (key, value, future or await self.normalised.send(key=key, value=value))
+                for key, value, future in self._unconfirmed
+            ]
+            self._unconfirmed = entries
+            results = await asyncio.gather(*(f for _, _, f in entries), return_exceptions=True)
+            failed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), None)
+            if failed is None:
+                self._unconfirmed = []
+                return
+            self._unconfirmed = [(key, value, None) for key, value, _ in entries[failed:]]
+            error = results[failed]
+            raise RecoverableError("kafka", f"normalised output not delivered: {error!r}")
+
+        await retry_async(attempt, dependency="kafka")
 
 
 async def run_normalise(step: NormaliseStep, message: Any) -> bool:
@@ -196,17 +227,25 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
 
     @app.agent(product_topic(app, settings, "raw"), name="normalise")
     async def normalise(stream: Any) -> None:
-        # noack + explicit ack: an event is acked only once its output was sent,
-        # never by the iterator's cleanup when the agent is cancelled mid-event.
-        events = stream.noack()
-        async for event in events.events():
-            message = event.message
-            if not await contiguity.admit(app.consumer, message.tp, message.offset):
-                continue
-            if not await run_normalise(step, message):
-                # The guard tripped: hold here, never acking past this message, until
-                # the shutdown it started cancels the agent.
-                await asyncio.Event().wait()
-            await events.ack(event)
+        # noack + explicit ack: an event is acked only once its output was delivered,
+        # never by the iterator's cleanup when the agent is cancelled mid-batch.
+        within = settings.batch_max_wait_ms / 1000
+        async for events in stream.noack_take(settings.batch_max_products, within=within):
+            handled = []
+            for event in events:
+                message = event.message
+                if not await contiguity.admit(app.consumer, message.tp, message.offset):
+                    continue
+                # The state table's changelog partition comes from the "current event":
+                # in a batch that must be this message's own event.
+                _current_event.set(weakref.ref(event))
+                if not await run_normalise(step, message):
+                    # The guard tripped: hold here, never acking past this message, until
+                    # the shutdown it started cancels the agent.
+                    await asyncio.Event().wait()
+                handled.append(event)
+            await step.confirm()
+            for event in handled:
+                await stream.ack(event)
 
     return step

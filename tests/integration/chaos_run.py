@@ -16,10 +16,12 @@ the RSS soak test:
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
 import signal
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -299,7 +301,7 @@ def check_final_state(settings: Settings, events: list[FeedEvent]) -> list[str]:
         if (pid, at) in versions
     }
     embeddings = {
-        (e["product_id"], e["fingerprint"]): e["text_embedding"]
+        (e["product_id"], e["fingerprint"]): f32le(e["text_embedding"])
         for _, e in json_values(read_all(settings, "embeddings"))
         if e
     }
@@ -394,6 +396,13 @@ def _raw_events_all_normalised(
     if lost:
         return [f"{len(lost)} raw events have no normalised output (skipped): {lost[:6]}"]
     return []
+
+
+def f32le(encoded: str) -> list[float]:
+    """A products.embeddings vector, decoded as its schema says (base64, little-endian
+    float32) with the standard library only."""
+    raw = base64.b64decode(encoded, validate=True)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
 def _cosine(a: list[float], b: list[float]) -> float:

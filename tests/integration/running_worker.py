@@ -29,17 +29,20 @@ __all__ = ["Record", "WorkerProcess", "dead_letters", "read_topic", "wait_until"
 class WorkerProcess:
     """``catstream worker`` with the given settings, started and stopped on demand."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, *args: str, command: str = "worker"
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.args = list(args)
+        self.command = command  # or "sink"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, **self.settings.as_env(), "CATSTREAM_LOG_FORMAT": "json"}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "catstream.cli", "worker", *self.args],
+            [sys.executable, "-m", "catstream.cli", self.command, *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

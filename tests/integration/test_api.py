@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from catstream.metrics import EVENTS
 from catstream.settings import Settings
 from schemas.events import CategoryScore, NormalisedProduct, Prediction, ProductEmbedding
+from schemas.vectors import encode_vector
 from workers.api import build_api, run_api
 from workers.elasticsearch_sink import ElasticsearchSink
 from workers.milvus_collection import IMAGE_DIM, TEXT_DIM
@@ -87,8 +88,8 @@ def write_catalogue(settings: Settings, catalogue: dict[str, Any] = CATALOGUE) -
         embedding = ProductEmbedding(
             product_id=pid,
             model_version="7",
-            text_embedding=vector,
-            image_embedding=[rng.uniform(0, 1) for _ in range(IMAGE_DIM)],
+            text_embedding=encode_vector(vector),
+            image_embedding=encode_vector([rng.uniform(0, 1) for _ in range(IMAGE_DIM)]),
             category_ids=[c.id for c in chain],
             category_path=path,
             fingerprint=f"fp-{pid}",

@@ -26,7 +26,7 @@ from catstream.kafka_config import librdkafka_config
 from catstream.metrics import REGISTRY
 from catstream.settings import Settings
 from streams.topics import create_topics
-from tests.integration.running_worker import dead_letters
+from tests.integration.running_worker import WorkerProcess, dead_letters
 from workers.milvus_collection import (
     IMAGE_DIM,
     TEXT_DIM,
@@ -212,6 +212,21 @@ def test_run_milvus_sink_consumes_until_its_stop_event_is_set(sink_settings: Set
     stop.set()
     worker.join(30)
     assert not worker.is_alive(), "run_milvus_sink ignored its stop event"
+    assert count_rows(connect(sink_settings), sink_settings.milvus_collection) == 5
+
+
+def test_catstream_sink_milvus_runs_the_sink_as_its_own_process(
+    sink_settings: Settings, tmp_path: Path
+) -> None:
+    """``catstream sink milvus``: consumes, writes, and exits 0 on SIGTERM."""
+    rng = random.Random(4)
+    produce(sink_settings, [(f"q{i}", embedding_event(f"q{i}", rng)) for i in range(5)])
+    sink = WorkerProcess(sink_settings, tmp_path / "sink.log", "milvus", command="sink").start()
+    try:
+        wait_for(lambda: consumed_everything(sink_settings), "catstream sink milvus to consume")
+    finally:
+        code = sink.stop()
+    assert code == 0, sink.log_tail()
     assert count_rows(connect(sink_settings), sink_settings.milvus_collection) == 5
 
 

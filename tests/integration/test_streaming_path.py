@@ -28,6 +28,7 @@ from feeds.publisher import publish_feed
 from streams.topic_records import latest_by_key, publish_json
 from streams.topics import create_topics
 from tests.conftest import RunningStack
+from tests.integration.chaos_run import f32le
 from tests.integration.running_worker import WorkerProcess, read_topic, wait_until
 from tests.integration.streaming_fixtures import (
     publish_sentinels,
@@ -155,6 +156,13 @@ def test_feed_flows_to_predictions_milvus_and_elasticsearch(
         embeddings = latest_by_key(read_topic(settings, "embeddings", idle_s=2))
         with_image = [e for e in embeddings.values() if e and e["image_embedding"]]
         assert with_image, "no product got an image embedding from the loopback server"
+        # The wire layout, decoded without catstream (base64 + little-endian float32).
+        text, image = (
+            f32le(with_image[0]["text_embedding"]),
+            f32le(with_image[0]["image_embedding"]),
+        )
+        assert (len(text), len(image)) == (384, 1280)
+        assert abs(sum(v * v for v in text) - 1.0) < 1e-3  # MiniLM vectors are unit length
         health = json.load(
             urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_web_port}/health")
         )
@@ -182,6 +190,40 @@ def test_restarts_lose_nothing_and_duplicate_nothing_in_the_stores(
         _assert_one_current_prediction_each(settings, current)
     finally:
         worker.stop()
+
+
+def test_workers_joining_and_leaving_one_group_lose_nothing_and_duplicate_nothing(
+    settings: Settings, tmp_path: Path, images: ImageServer
+) -> None:
+    """Scale-out: two worker processes in one consumer group over 8 partitions, each its
+    own static member, the sinks as processes of their own. A worker joins mid-stream
+    and the first one leaves: two rebalances, and every product lands exactly once."""
+    settings = settings.model_copy(update={"topic_partitions": 8})
+    create_topics(settings)
+    sinks = [
+        WorkerProcess(settings, tmp_path / f"{name}.log", name, command="sink").start()
+        for name in ("milvus", "elasticsearch")
+    ]
+    first = WorkerProcess(settings, tmp_path / "w0.log", "--instance-id", "w0").start()
+    second = WorkerProcess(settings, tmp_path / "w1.log", "--instance-id", "w1")
+    try:
+        _run_feed(settings, tmp_path, images, 300, seed=21)
+
+        def predicted_at_least(n: int) -> bool:
+            return len(read_topic(settings, "predictions", idle_s=1)) >= n
+
+        wait_until(lambda: predicted_at_least(30), 300, "the first predictions")
+        second.start()  # joins: partitions move to it mid-stream
+        wait_until(lambda: predicted_at_least(120), 300, "progress after the join")
+        assert first.stop() == 0, first.log_tail()  # leaves: the other takes all partitions
+        publish_sentinels(settings)
+        current = _wait_until_everything_landed(settings)
+        _assert_one_current_prediction_each(settings, current)
+        assert second.alive(), second.log_tail()
+    finally:
+        for process in (first, second, *sinks):
+            if process.alive():
+                process.stop()
 
 
 def test_triton_outage_delays_but_loses_nothing(

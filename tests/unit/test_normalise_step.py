@@ -198,3 +198,28 @@ def test_a_product_too_big_to_publish_once_normalised_is_dead_lettered() -> None
     assert letter.error_class == "MessageTooLarge"
     assert normalised.sent == []
     assert states == {}
+
+
+def test_outputs_are_confirmed_per_batch_and_a_refused_one_is_sent_again_in_order() -> None:
+    """Sends are not awaited one by one; ``confirm`` waits for the batch's acks, and
+    from the first refused output on, sends the rest again in order (issue 8's rule:
+    nothing is acked before Kafka took its output)."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    step, _, normalised, _ = _step()
+    normalised.refuse.append(KafkaTimeoutError())
+    messages = [
+        raw_message(i, pid.encode(), {"product_id": pid, "title": f"Toy {pid}"})
+        for i, pid in enumerate(["p1", "p2", "p3"])
+    ]
+
+    async def run() -> list[bytes | None]:
+        for message in messages:
+            await step.handle(message)
+        before = [key for key, _ in normalised.sent]
+        await step.confirm()
+        await step.confirm()  # nothing left unconfirmed: returns at once
+        return before
+
+    assert asyncio.run(run()) == [b"p2", b"p3"]  # p1 was refused; nothing was awaited yet
+    assert [key for key, _ in normalised.sent] == [b"p2", b"p3", b"p1", b"p2", b"p3"]

@@ -15,7 +15,7 @@ from catstream.settings import Settings
 from schemas.events import DeadLetter
 from tests.unit.test_deadletters import RecordingProducer
 from workers.sink import Refused, SinkMessage
-from workers.sink_runner import SinkRunner, SinkRunnerConfig
+from workers.sink_runner import IDLE_PROBE_S, SinkRunner, SinkRunnerConfig
 
 
 @dataclass
@@ -53,14 +53,26 @@ class Consumer:
     batches: list[list[Record]]
     commits: list[list[tuple[int, int]]] = field(default_factory=list)
     on_empty: Any = None  # called when the batches run out (stops a run() loop)
+    timeouts: list[float] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)  # "pause" / "resume", in order
 
     def subscribe(self, topics: list[str]) -> None:
         pass
 
     def consume(self, num_messages: int, timeout: float) -> list[Record]:
+        self.timeouts.append(timeout)
         if not self.batches and self.on_empty is not None:
             self.on_empty()
         return self.batches.pop(0) if self.batches else []
+
+    def assignment(self) -> list[str]:
+        return ["products.embeddings[0]"]
+
+    def pause(self, partitions: list[str]) -> None:
+        self.paused.append("pause")
+
+    def resume(self, partitions: list[str]) -> None:
+        self.paused.append("resume")
 
     def commit(self, offsets: Any, asynchronous: bool) -> None:
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
@@ -176,3 +188,25 @@ def test_the_guard_stops_the_process_and_commits_nothing(stops: list[str]) -> No
     assert stops == ["stop"]
     assert runner.consumer.commits == []
     assert "memory" in LIVENESS.stopping
+
+
+def test_an_idle_sink_pauses_fetching_between_short_rounds() -> None:
+    """The local broker answers an empty fetch at once: librdkafka would fetch in a
+    tight loop for as long as a round waits. Empty rounds pause the assignment for a
+    growing wait and then wait only a probe's time for records; records end that."""
+    batch = [Record(0, b"a", b"{}")]
+    runner = _runner([[], [], [], batch, []], RecordingProducer(), idle_fetch_backoff_max_ms=20)
+    consumer = runner.consumer
+    waits: list[float] = []
+
+    def wait(delay: float) -> bool:
+        waits.append(delay)
+        return False
+
+    runner._stopping.wait = wait
+    results = [runner.run_once() for _ in range(5)]
+    assert results == [0, 0, 0, 1, 0]
+    assert consumer.paused == ["pause", "resume"] * 4  # after each empty round, not the full one
+    assert waits == [0.005, 0.01, 0.02, 0.005]  # doubles, capped, and starts over after records
+    default = runner.config.batch_wait_s
+    assert consumer.timeouts == [default, IDLE_PROBE_S, IDLE_PROBE_S, IDLE_PROBE_S, default]

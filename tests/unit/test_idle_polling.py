@@ -1,0 +1,18 @@
+"""The wait after empty fetches: doubles per empty fetch in a row, capped, reset by records."""
+
+from __future__ import annotations
+
+from catstream.idle_polling import IdlePolling
+
+
+def test_the_wait_doubles_up_to_the_cap_and_records_reset_it() -> None:
+    idle = IdlePolling(max_delay_s=0.05)
+    waits = [idle.fetched(False) for _ in range(6)]
+    assert waits == [0.005, 0.01, 0.02, 0.04, 0.05, 0.05]
+    assert idle.fetched(True) == 0.0
+    assert idle.fetched(False) == 0.005
+
+
+def test_a_zero_cap_turns_waiting_off() -> None:
+    idle = IdlePolling(max_delay_s=0.0)
+    assert [idle.fetched(False) for _ in range(3)] == [0.0, 0.0, 0.0]
