@@ -44,6 +44,7 @@ from catstream.logs import get_logger
 from catstream.metrics import EVENTS, MATCH_SECONDS, OFFER_GROUP_SIZES, OFFER_GROUPS
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, OfferGroup, ProductEmbedding
+from schemas.vectors import decode_vector
 from streams.app import product_topic
 from streams.match_candidates import MatchBackends, Vectors
 from streams.matching import RECORD_FIELDS, MatchInput, OfferMatcher
@@ -141,7 +142,7 @@ class MatchStep:
         item = MatchInput(
             product_id=key,
             fields=dict(entry["fields"]),
-            vectors=Vectors(entry.get("text"), entry.get("image")),
+            vectors=Vectors(_floats(entry.get("text")), _floats(entry.get("image"))),
             cat_l1=entry.get("cat_l1"),
             updated_at=entry.get("updated_at"),
             fingerprint=str(entry["fields_fp"]),
@@ -261,3 +262,10 @@ def register_match_agent(app: faust.App, settings: Settings) -> MatchStep:
             log.warning("offer_group_count_failed", error=str(exc))
 
     return step
+
+
+def _floats(vector: str | list[float] | None) -> list[float] | None:
+    """A stored vector as floats: the table keeps the wire form (base64 of float32, issue 10)."""
+    if vector is None or isinstance(vector, list):
+        return vector
+    return [float(x) for x in decode_vector(vector)]

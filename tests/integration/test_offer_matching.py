@@ -26,6 +26,7 @@ import pytest
 from catstream.cli import main as catstream_main
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, ProductEmbedding
+from schemas.vectors import encode_vector
 from streams.topic_records import latest_by_key, publish_json, read_topic
 from streams.topics import create_topics
 from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
@@ -101,7 +102,7 @@ def _publish(settings: Settings, rows: list[dict[str, Any]]) -> None:
         embedding = ProductEmbedding(
             product_id=row["product_id"],
             model_version="test",
-            text_embedding=[float(x) for x in vector],
+            text_embedding=encode_vector(vector),
             category_ids=[row["cat_l1"]],
             category_path=["test"],
             fingerprint=fingerprint,
