@@ -71,7 +71,8 @@ def test_thresholds_keep_the_promise_on_unseen_rows_and_answer_more_at_the_leaf(
     served = served_with(check, chosen.thresholds)
     single = served_point(check, choose_served_threshold(fit, 0.9).threshold)
     assert served.precision >= 0.9
-    assert chosen.cross_checked is not None and chosen.cross_checked.precision >= 0.9
+    assert chosen.cross_checked is not None
+    assert chosen.cross_checked.precision >= 0.9
     assert single.precision >= 0.9
     # Trains and Adults can be trusted lower than Masks: more answers at the leaf.
     assert served.leaf_coverage >= single.leaf_coverage + 0.05
@@ -112,6 +113,8 @@ def test_evaluate_prints_the_curve_per_level(taxonomy: Taxonomy) -> None:
         "depth_curves": depth_curves(table, space, chosen),
     }
     text = format_served({"held_out": held})
-    assert "thresholds per level: L1 " in text and "L3 " in text
-    assert "level 1's threshold moving" in text and "level 3's threshold moving" in text
+    assert "thresholds per level: L1 " in text
+    assert "L3 " in text
+    assert "level 1's threshold moving" in text
+    assert "level 3's threshold moving" in text
     assert "thresholds never saw: precision" in text
