@@ -50,6 +50,10 @@ PRICES = tuple(float(p) for p in np.geomspace(0.3, 300.0, 20))
 CHECK_FOLDS = 3
 DEPTH_GRID = 60  # candidate thresholds per depth (score quantiles)
 DEPTH_ROUNDS = 3
+# No category is served on less than half of the probability mass, whatever the held-out rows
+# say: with rule labels that copy a feed field every cut looks right, and a cut at 0 would
+# serve a product its in-domain factor zeroed (nothing like the training data).
+MIN_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def depth_thresholds(
     table: PathTable, levels: NDArray[Any], target: float, z: float = WILSON_Z
 ) -> tuple[float, dict[int, float]]:
     """(single threshold, level → threshold) by coordinate ascent from the single one."""
-    single = choose_served_threshold(table, target, z=z).threshold
+    single = max(choose_served_threshold(table, target, z=z).threshold, MIN_THRESHOLD)
     present = sorted({int(v) for v in np.unique(levels)})
     by_depth = {level: single for level in present}
     if len(table.depth) == 0 or single >= NEVER:
@@ -155,7 +159,8 @@ def depth_thresholds(
         values = table.scores[node_levels == level]
         values = values[values >= 0]
         quantiles = np.quantile(values, np.linspace(0.0, 1.0, DEPTH_GRID)) if values.size else []
-        grids[level] = np.unique(np.concatenate([quantiles, [NEVER]]))
+        grid = np.unique(np.concatenate([quantiles, [NEVER]]))
+        grids[level] = grid[grid >= MIN_THRESHOLD]
 
     def vector(choice: dict[int, float]) -> NDArray[Any]:
         lookup = np.zeros(int(levels.max()) + 1, dtype=np.float32)
@@ -224,6 +229,7 @@ def leaf_thresholds(
             value = np.where(ends, value, -np.inf)
             cut = int(np.argmax(value))
             own = float(scores[cut]) if value[cut] > fallback[members].sum() * price else NEVER
+            own = max(own, MIN_THRESHOLD)
             weight = len(members) / (len(members) + shrinkage)
             vector[leaf] = weight * own + (1.0 - weight) * float(base[leaf])
         point = served_with(table, vector)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from catstream.taxonomy import Taxonomy
-from training.zero_shot import ZeroShotConfig, category_embeddings
+from training.zero_shot import ZeroShotConfig, category_embeddings, zero_shot_space
 from triton_models.categoriser.encoder import TextEncoder
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.prior_mix import PRIOR_FILE
@@ -55,9 +55,11 @@ def attach_prior(
     unlabelled = len(full.leaf_ids) - len(supervised.leaf_ids)
     if unlabelled == 0:
         return None
-    embeddings = category_embeddings(
-        taxonomy, list(full.leaf_ids), encoder, config.name_weight, cache_dir
-    )
+    # Every category's embedding, as the zero-shot model computes (and caches) them.
+    every = zero_shot_space(taxonomy).label_ids
+    row = {c: i for i, c in enumerate(every)}
+    embeddings = category_embeddings(taxonomy, every, encoder, config.name_weight, cache_dir)
+    embeddings = embeddings[[row[leaf] for leaf in full.leaf_ids]]
     thresholds = np.full(len(full), config.threshold, dtype=np.float32)
     for index, entry in enumerate(full.entries):
         if entry.id in supervised:

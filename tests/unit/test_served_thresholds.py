@@ -118,3 +118,16 @@ def test_evaluate_prints_the_curve_per_level(taxonomy: Taxonomy) -> None:
     assert "level 1's threshold moving" in text
     assert "level 3's threshold moving" in text
     assert "thresholds never saw: precision" in text
+
+
+def test_a_product_with_no_mass_is_never_served(taxonomy: Taxonomy) -> None:
+    """Held-out rows all right at any score (rule labels copying a feed field) still leave
+    a product whose in-domain factor zeroed its scores unanswered."""
+    space, scores, own, _ = simulate(taxonomy, 900, seed=6)
+    predicted = [space.leaf_ids[i] for i in own.argmax(axis=1)]
+    scores[:30] *= 0.0  # a few right at zero: a factor that faded them, rules still right
+    table = path_table(space, scores, predicted, own)  # every prediction right
+    chosen = choose_served_thresholds(space, table, 0.9)
+    assert float(chosen.thresholds.min()) >= 0.5
+    faded = path_table(space, scores * 0.0, predicted, own * 0.0)
+    assert served_with(faded, chosen.thresholds).served == 0.0
