@@ -48,7 +48,7 @@ def test_products_of_other_branches_go_to_review(tmp_path: Path) -> None:
     others = [r for r in test_rows if not inside(r)][::EVERY]
     training = load_training_set(taxonomy, tmp_path / "inside.jsonl")
     encoder = shared_encoder()
-    model, seen = fit_linear(training, taxonomy, encoder, LinearTrainConfig(), 0.95, False)
+    model, seen = fit_linear(training, taxonomy, encoder, LinearTrainConfig(), 0.95, progress=False)
     repository = tmp_path / "repository"
     (repository / "categoriser").mkdir(parents=True)
     shutil.copyfile(CONFIG, repository / "categoriser" / "config.pbtxt")
