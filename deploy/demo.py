@@ -3,8 +3,10 @@
 1. bring the local stack up (a running one is reused), create the topics, and
    check Kafka and Triton answer (a round trip and a few embeddings);
 2. generate a messy affiliate feed (images served from a loopback server);
-3. bootstrap a categoriser: a small labelled seed plus the starter rules on
-   unlabelled products, trained and loaded into Triton (`catstream train`);
+3. bootstrap a categoriser without human labels: the starter rules label the
+   shop's products, and the zero-shot prior (MiniLM embeddings of category names
+   and paths) keeps every other category of the Google taxonomy (5,582), trained
+   and loaded into Triton (`catstream train --rules R --unlabelled U`);
 4. start the worker (normalise → infer → sinks, with the HTTP API);
 5. publish the feed and wait until every product has its prediction;
 6. print a summary: categorised, sent to review, dead letters, throughput, a
@@ -51,7 +53,7 @@ DEMO_BRANCHES = (
     "Furniture > Chairs",
     "Toys & Games > Toys > Play Vehicles",
 )
-LABELLED, RULE_LABELLED = 800, 800
+BOOTSTRAP = 1600  # generated shop products for the starter rules to label
 STARTER_RULES = PROJECT_ROOT / "training" / "rules" / "google_starter.yaml"
 SENTINEL = "demo-sentinel"
 # Products from outside the demo feed's branches, sent through the stream at the end:
@@ -67,7 +69,6 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=600, help="feed rows to stream")
     parser.add_argument("--seed", type=int, default=42, help="feed generator seed")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs (bootstrap)")
     parser.set_defaults(handler=run)
 
 
@@ -155,30 +156,30 @@ def _generate(shop: Path, work: Path, args: argparse.Namespace, images: str) -> 
 
 
 def _bootstrap_model(settings: Settings, shop: Path, work: Path, args: argparse.Namespace) -> None:
-    section("4. bootstrap a categoriser from rules")
-    seed_labels, unlabelled = work / "seed-labels.jsonl", work / "unlabelled.jsonl"
-    truth = io.StringIO()
+    """No human labels: the starter rules label the shop's products, the zero-shot prior
+    keeps the rest of the Google taxonomy (`catstream train --rules --unlabelled`)."""
+    section("4. bootstrap a categoriser: zero-shot prior + starter rules")
+    unlabelled = work / "unlabelled.jsonl"
     options = GenerateOptions(
-        products=LABELLED + RULE_LABELLED, network="generic", seed=args.seed + 1, fmt="jsonl",
+        products=BOOTSTRAP, network="generic", seed=args.seed + 1, fmt="jsonl",
         duplicate_fraction=0.0, update_fraction=0.0, taxonomy_path=shop,
     )  # fmt: skip
+    truth = io.StringIO()
     generate_feed(options, io.BytesIO(), labels_out=truth)
     rows = [json.loads(line) for line in truth.getvalue().splitlines()]
-    # Some human labels; the starter rules label the rest, as a team would start.
-    seed_labels.write_text("".join(json.dumps(r) + "\n" for r in rows[:LABELLED]))
     product_fields = ("product_id", "title", "description", "brand", "raw_category", "image_urls")
     unlabelled.write_text(
-        "".join(
-            json.dumps({k: r[k] for k in product_fields if k in r}) + "\n" for r in rows[LABELLED:]
-        )
+        "".join(json.dumps({k: r[k] for k in product_fields if k in r}) + "\n" for r in rows)
     )
     command = [
-        sys.executable, "-m", "catstream.cli", "train", "--quiet",
-        "--taxonomy", str(settings.taxonomy_path), "--labels", str(seed_labels),
+        sys.executable, "-m", "catstream.cli", "train", "--quiet", "--model", "linear",
+        "--taxonomy", str(settings.taxonomy_path),
         "--rules", str(STARTER_RULES), "--unlabelled", str(unlabelled),
-        "--epochs", str(args.epochs),
     ]  # fmt: skip
-    print(f"  training on {LABELLED} labelled + {len(rows) - LABELLED} rule-labelled products ...")
+    print(
+        f"  training on {len(rows)} unlabelled products the starter rules label, with the "
+        "zero-shot prior for every other category of the Google taxonomy ..."
+    )
     started = time.perf_counter()
     done = subprocess.run(
         command,

@@ -142,13 +142,48 @@ def format_served(results: dict[str, dict[str, Any]]) -> str:
             f"held-out ({held.get('fit', 'cross-fitted')}): leaf accuracy "
             f"{held['leaf_accuracy']:.3f}, ECE {held['ece']:.3f}"
         )
-        lines.append("  threshold  precision  served  at-leaf")
-        for point in held.get("curve", []):
-            lines.append(
-                f"  {point['threshold']:9.4f}  {point['precision']:9.3f}  "
-                f"{point['served']:6.3f}  {point['leaf_coverage']:7.3f}"
-            )
+        lines.extend(format_thresholds(held))
+        lines.append("  one threshold for every category:")
+        lines.extend(_curve_lines(held.get("curve", [])))
+        for level, points in sorted(held.get("depth_curves", {}).items()):
+            lines.append(f"  level {level}'s threshold moving, the others as served:")
+            lines.extend(_curve_lines(points))
     return "\n".join(lines)
+
+
+def _curve_lines(points: list[dict[str, float]]) -> list[str]:
+    lines = ["  threshold  precision  served  at-leaf"]
+    for point in points:
+        lines.append(
+            f"  {point['threshold']:9.4f}  {point['precision']:9.3f}  "
+            f"{point['served']:6.3f}  {point['leaf_coverage']:7.3f}"
+        )
+    return lines
+
+
+def format_thresholds(held: dict[str, Any]) -> list[str]:
+    """The served thresholds (per level, per leaf) and their cross-checked promise."""
+    chosen = held.get("thresholds")
+    if not chosen:
+        return []
+    levels = ", ".join(f"L{k} {v:.4f}" for k, v in sorted(chosen["by_depth"].items()))
+    shrinkage = chosen.get("shrinkage")
+    lines = [
+        f"  thresholds per level: {levels}; "
+        + (
+            f"{chosen['own_thresholds']} leaves with their own, shrunk to the level's "
+            f"with {shrinkage:g} pseudo-products"
+            if shrinkage is not None
+            else "no per-leaf thresholds"
+        )
+    ]
+    cross = chosen.get("cross_checked")
+    if cross:
+        lines.append(
+            f"  on held-out rows the thresholds never saw: precision {cross['precision']:.3f}, "
+            f"served {cross['served']:.3f}, at the leaf {cross['leaf_coverage']:.3f}"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -58,7 +58,7 @@ def normalised(fields: dict[str, Any], where: str) -> NormalisedProduct:
 
 def load_training_set(
     taxonomy: Taxonomy,
-    labels_path: Path,
+    labels_path: Path | None,
     rules_path: Path | None = None,
     unlabelled_path: Path | None = None,
     google_labels: bool = False,
@@ -66,7 +66,7 @@ def load_training_set(
     """Labelled products, plus ``unlabelled`` ones labelled by ``rules`` and, with
     ``google_labels``, by their feed's ``google_product_category`` (a weak label
     wherever it names a category of ``taxonomy``; it wins over the rules)."""
-    labelled = read_labels(labels_path, taxonomy)
+    labelled = read_labels(labels_path, taxonomy) if labels_path is not None else []
     examples: list[Example] = []
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()

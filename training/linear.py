@@ -226,7 +226,8 @@ def train_linear(
     """
     from training.calibration import fit_softmax_temperature
     from training.evaluation import expected_calibration_error
-    from training.thresholds import choose_served_threshold, path_table, precision_curve
+    from training.served_thresholds import choose_served_thresholds, depth_curves
+    from training.thresholds import path_table, precision_curve
     from triton_models.categoriser.features import TfidfFeatures
     from triton_models.categoriser.in_domain import InDomain
     from triton_models.categoriser.scoring import ScoringParams, score_logits
@@ -269,7 +270,8 @@ def train_linear(
         truth,
         _own(space, provisional, crossed.logits, in_domain, crossed.similarity),
     )
-    served = choose_served_threshold(table, target_precision)
+    chosen = choose_served_thresholds(space, table, target_precision)
+    served = chosen.held_out
     curve = precision_curve(table, size=40)
     top = held.decision.top_ids[:, 0]
     hits = (top == np.asarray(truth)).astype(np.float64)
@@ -277,6 +279,8 @@ def train_linear(
         "leaf_accuracy": float(hits.mean()) if len(hits) else 0.0,
         "ece": expected_calibration_error(list(own), list(hits > 0.5)),
         "served": served.to_dict(),
+        "thresholds": chosen.to_dict(),
+        "depth_curves": depth_curves(table, space, chosen),
         "fit": f"{config.folds}-fold cross-fitted predictions of {len(classes)} labelled products",
     }
     say(
@@ -293,7 +297,7 @@ def train_linear(
         temperature_exclusive=temperature,
         temperature_independent=1.0,
         exclusive_weight=1.0,
-        thresholds=np.full(len(space), served.threshold, dtype=np.float32),
+        thresholds=chosen.thresholds,
     )
     return LinearModel(
         features=features,

@@ -1,10 +1,10 @@
 """``catstream train`` for the linear categoriser: encode, cross-fit, refit, export.
 
-The human labels train the model (rule labels of ``--unlabelled`` products are
-not used by this model). What ships is refitted on every labelled product; the
-metadata's ``fit`` says so, and its ``held_out`` block holds the cross-fitted
-figures (leaf accuracy, ECE, the served precision/coverage curve) that chose the
-temperature and the threshold.
+The human labels train the model, and rule labels of ``--unlabelled`` products
+for the categories the user gave no labels for (``training.weak_labels``). What
+ships is refitted on every labelled product; the metadata's ``fit`` says so, and
+its ``held_out`` block holds the cross-fitted figures (leaf accuracy, ECE, the
+served precision/coverage curves) that chose the temperature and the thresholds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from training.linear import (
     network_config,
     train_linear,
 )
+from training.weak_labels import training_targets
 from triton_models.categoriser.encoder import TextEncoder
 from triton_models.categoriser.export import export_version
 from triton_models.categoriser.hierarchy import LabelSpace
@@ -51,11 +52,15 @@ def fit_linear(
     progress: bool = True,
 ) -> tuple[LinearModel, list[int]]:
     """(model, rows of ``training.rows`` it learned from)."""
-    labelled = [i for i, e in enumerate(training.examples) if e.human is not None]
+    targets = training_targets(training.examples, taxonomy).categories
+    labelled = sorted(targets)
     if not labelled:
-        raise ValueError("the linear categoriser needs human labels (--labels)")
+        raise ValueError(
+            "the linear categoriser needs labels: human ones (--labels) or rule labels "
+            "(--rules with --unlabelled products the rules fire on)"
+        )
     examples = [training.examples[i] for i in labelled]
-    truth = [int(e.human) for e in examples if e.human is not None]
+    truth = [targets[i] for i in labelled]
     space = LabelSpace.build(taxonomy, truth, truth)
 
     def say(line: str) -> None:
@@ -129,13 +134,18 @@ def export_linear(
     training: TrainingSet,
     rows: list[int],
     extra: dict[str, Any] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
+    """``extra`` overrides metadata keys and ``files`` adds files (the unlabelled prior's)."""
     return export_version(
         build_network(model),
         repository,
         linear_metadata(model, taxonomy, training.data_hash, extra),
         [training.rows[r] for r in rows if r < len(training.rows)],
-        files={FEATURES_FILE: json.dumps(model.features.to_dict(), ensure_ascii=False)},
+        files={
+            FEATURES_FILE: json.dumps(model.features.to_dict(), ensure_ascii=False),
+            **(files or {}),
+        },
         taxonomy=taxonomy,
     )
 

@@ -51,6 +51,8 @@ from training.train import (
     run_network,
     train,
 )
+from training.unlabelled_prior import attach_prior
+from training.weak_labels import training_targets
 from training.zero_shot import export_zero_shot
 from triton_models.categoriser.encoder import shared_encoder
 from triton_models.categoriser.export import export_version
@@ -83,6 +85,12 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
         "(weak labels, where it names a category of the taxonomy)",
     )
     parser.add_argument("--images", action="store_true", help="fetch and embed product images")
+    parser.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="linear model: do not keep the zero-shot prior for the taxonomy's categories "
+        "without labels (they are then never predicted)",
+    )
     parser.add_argument(
         "--model",
         choices=("auto", "linear", "wide-deep"),
@@ -130,10 +138,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     repository = args.model_repository or settings.model_repository
     if args.zero_shot:
         return _run_zero_shot(args, settings, repository, started)
-    if args.labels is None:
+    if args.labels is None and args.unlabelled is None:
         print(
-            "catstream train: pass --labels L (human labels), or --zero-shot to start "
-            "without labels",
+            "catstream train: pass --labels L (human labels), --rules R --unlabelled U "
+            "(rule labels), or --zero-shot to start without labels",
             file=sys.stderr,
         )
         return 2
@@ -145,7 +153,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (TaxonomyError, LabelsError, RulesError) as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2
-    if args.model == "linear" or (args.model == "auto" and args.unlabelled is None):
+    # Without human labels, the rule labels train the linear model (the prior does the rest).
+    if args.model == "linear" or (
+        args.model == "auto" and (args.unlabelled is None or args.labels is None)
+    ):
         return _run_linear(args, settings, taxonomy, training, repository, started)
     config = TrainConfig(
         seed=args.seed,
@@ -203,10 +214,36 @@ def _run_linear(
     except ValueError as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
         return 2
-    version_dir = export_linear(
-        model, taxonomy, repository, training, rows, extra={"images": bool(args.images)}
-    )
+    targets = training_targets(training.examples, taxonomy)
+    extra: dict[str, Any] = {
+        "images": bool(args.images),
+        "labels": {
+            "human": targets.human,
+            "rules": targets.weak,
+            "rules_dropped": targets.weak_dropped,
+        },
+    }
+    files: dict[str, bytes] = {}
+    prior = None
+    if not args.no_prior:
+        prior = attach_prior(
+            taxonomy, model.space, model.scoring, shared_encoder(), settings.home / "cache"
+        )
+    if prior is not None:
+        extra.update(prior.metadata)
+        files.update(prior.files)
+    version_dir = export_linear(model, taxonomy, repository, training, rows, extra, files)
     print(linear_summary(model, version_dir, time.monotonic() - started))
+    print(
+        f"  labels: {targets.human} human, {targets.weak} from rules "
+        f"({targets.weak_dropped} rule labels left out: the user labels that part of the "
+        "tree, or the rules disagree); "
+        + (
+            f"zero-shot prior kept for {prior.unlabelled_leaves} leaves without labels"
+            if prior is not None
+            else "no zero-shot prior"
+        )
+    )
     return _serve(args, settings, repository, int(version_dir.name))
 
 

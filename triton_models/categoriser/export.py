@@ -52,13 +52,13 @@ def export_version(
     metadata: dict[str, Any],
     train_rows: Sequence[dict[str, Any]],
     name: str = MODEL_NAME,
-    files: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
     taxonomy: Taxonomy | None = None,
 ) -> Path:
     """Write ``<repository>/<name>/<N>/`` and return it (N = highest existing + 1).
 
     ``network`` is scripted with ``to_torchscript`` (a ScriptModule is saved as
-    it is); ``files`` are extra text files of the version (name → content);
+    it is); ``files`` are extra files of the version (name → text or bytes);
     ``metadata`` is what training
     knows (label space, scoring, provenance); the format, name, version and
     creation time are added here. ``taxonomy`` is written beside them as
@@ -80,7 +80,10 @@ def export_version(
             network if isinstance(network, torch.jit.ScriptModule) else to_torchscript(network)
         )
         for file_name, content in (files or {}).items():
-            (staging / file_name).write_text(content, encoding="utf-8")
+            if isinstance(content, bytes):
+                (staging / file_name).write_bytes(content)
+            else:
+                (staging / file_name).write_text(content, encoding="utf-8")
         if taxonomy is not None:
             (staging / TAXONOMY_FILE).write_text(taxonomy_lines(taxonomy), encoding="utf-8")
         torch.jit.save(scripted, str(staging / NETWORK_FILE))

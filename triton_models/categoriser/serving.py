@@ -28,6 +28,7 @@ from triton_models.categoriser.metadata import (
     read_metadata,
 )
 from triton_models.categoriser.network import IMAGE_DIM
+from triton_models.categoriser.prior_mix import PriorMix, score_with_prior
 from triton_models.categoriser.scoring import score_logits
 
 
@@ -61,6 +62,7 @@ class Predictor:
         encoder: TextEncoder,
         device: str = "cpu",
         tfidf: TfidfFeatures | None = None,
+        prior: PriorMix | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.metadata = metadata
@@ -69,6 +71,7 @@ class Predictor:
         self.in_domain = InDomain.from_dict(metadata.raw.get("in_domain"))
         self.encoder = encoder
         self.device = device
+        self.prior = prior  # the zero-shot prior for the categories without labels
 
     @classmethod
     def load(
@@ -82,7 +85,8 @@ class Predictor:
         if (version_dir / FEATURES_FILE).is_file():
             data = json.loads((version_dir / FEATURES_FILE).read_text(encoding="utf-8"))
             tfidf = TfidfFeatures.from_dict(data)
-        return cls(network, metadata, encoder or shared_encoder(device), device, tfidf)
+        prior = PriorMix.load(version_dir, metadata.raw)
+        return cls(network, metadata, encoder or shared_encoder(device), device, tfidf, prior)
 
     def predict(
         self,
@@ -123,13 +127,23 @@ class Predictor:
                 torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32)).to(self.device)
             )
             in_domain = self.in_domain.factor(similarity.cpu().numpy())
-        scored = score_logits(
-            self.metadata.space,
-            self.metadata.scoring,
-            independent.cpu().numpy(),
-            exclusive.cpu().numpy(),
-            in_domain=in_domain,
-        )
+        if self.prior is not None:
+            scored = score_with_prior(
+                self.metadata.space,
+                self.metadata.scoring,
+                self.prior,
+                exclusive.cpu().numpy(),
+                text.reshape(n, TEXT_DIM),
+                in_domain,
+            )
+        else:
+            scored = score_logits(
+                self.metadata.space,
+                self.metadata.scoring,
+                independent.cpu().numpy(),
+                exclusive.cpu().numpy(),
+                in_domain=in_domain,
+            )
         decision = scored.decision
         return BatchOutputs(
             probabilities=scored.scores,
