@@ -205,6 +205,7 @@ def test_restarts_lose_nothing_and_duplicate_nothing_in_the_stores(
     "w0.log / w1.log in its tmp dir.",
     strict=False,
 )
+@pytest.mark.timeout(300)  # 300 products; a stall shows well within this (it ran 600 s in vain)
 def test_workers_joining_and_leaving_one_group_lose_nothing_and_duplicate_nothing(
     settings: Settings, tmp_path: Path, images: ImageServer
 ) -> None:
