@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import time
 import warnings
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +45,11 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from bench.dev_benchmark import dev_split  # the data README's split, one copy
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "amazon_uk_toys.jsonl"
 RESULTS = ROOT / "bench-results" / "active_learning"
-MIN_PRODUCTS = 5
 COLD_START = 50
 BATCH = 50
 RANDOM_MIX = 0.1
@@ -69,25 +68,6 @@ class Pool:
     x_test: Matrix
     y_test: NDArray[np.int64]
     density: NDArray[np.float64]
-
-
-def dev_split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The data README's split (same as ``bench.dev_benchmark``)."""
-    by_category: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_category[row["category"]].append(row)
-    rng = random.Random(0)
-    train: list[dict[str, Any]] = []
-    test: list[dict[str, Any]] = []
-    for category in sorted(by_category):
-        items = list(by_category[category])
-        if len(items) < MIN_PRODUCTS:
-            continue
-        rng.shuffle(items)
-        cut = round(0.7 * len(items))
-        train.extend(items[:cut])
-        test.extend(items[cut:])
-    return train, test
 
 
 def _text(row: dict[str, Any]) -> str:
