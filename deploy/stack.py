@@ -193,7 +193,13 @@ class Stack:
         return self._statuses(state)
 
     def stop_service(self, name: str) -> None:
-        """Stop one service, keeping its ports so ``start_service`` brings it back there."""
+        """Stop one service, keeping its ports so ``start_service`` brings it back there.
+
+        ``name`` may also be one API of a service (``elasticsearch``, ``kafka``): that API
+        stops and the process keeps serving the others."""
+        if (owner := self._api_owner(name)) is not None:
+            self._control_api(owner, "stop", name)
+            return
         self._known(name)
         with self._locked():
             state = self._require_state()
@@ -201,7 +207,10 @@ class Stack:
             save_state(self.state_file, state)
 
     def start_service(self, name: str) -> ServiceStatus:
-        """(Re)start one service on the ports it had; the rest of the stack is untouched."""
+        """(Re)start one service (or one API of it) on the ports it had; the rest of the
+        stack is untouched."""
+        if (owner := self._api_owner(name)) is not None:
+            return self._control_api(owner, "start", name)
         self._known(name)
         with self._locked():
             state = self._require_state()
@@ -260,7 +269,9 @@ class Stack:
         ports: dict[str, int] = {}
         for port_name in self.services[name].port_names:
             old = previous.ports.get(port_name) if previous else None
-            if old is not None and _port_frees_up(old, wait_s=5.0 if strict else 0.0):
+            # A just-stopped server's socket can take a moment to close on a busy machine:
+            # wait for it rather than move the service to new URLs its clients don't know.
+            if old is not None and _port_frees_up(old, wait_s=10.0 if strict else 5.0):
                 ports[port_name] = old
             elif strict and old is not None:
                 raise StackError(
@@ -337,10 +348,19 @@ class Stack:
                 continue
             members = processes.session_members(svc.pid)
             shm_files = stub_shm_regions([processes.cmdline(m.pid) for m in members])
-            stopped = processes.stop_session(
+            outcome = processes.stop_session(
                 svc.pid, svc.start_ticks, self.timeouts.stop_grace_s, self._children.pop(name, None)
             )
-            if not stopped:
+            if outcome == "killed":
+                log.warning(
+                    "service_killed",
+                    service=name,
+                    pid=svc.pid,
+                    detail=f"{name} did not stop within {self.timeouts.stop_grace_s:.0f} s of "
+                    "SIGTERM and was SIGKILLed, so data it had not saved may be lost; on a busy "
+                    "machine stop the catstream workers first, then the stack",
+                )
+            elif outcome == "survived":
                 log.warning("service_survived_sigkill", service=name, pid=svc.pid)
             for shm in shm_files:
                 shm.unlink(missing_ok=True)
@@ -407,9 +427,51 @@ class Stack:
 
     def _known(self, name: str) -> None:
         if name not in self.services:
+            apis = [api for service in self.services.values() for api in service.apis]
             raise StackError(
-                f"unknown service {name!r}; expected one of {', '.join(self.services)}"
+                f"unknown service {name!r}; expected one of "
+                f"{', '.join([*self.services, *apis])}"
             )
+
+    def _api_owner(self, api: str) -> str | None:
+        return next((n for n, s in self.services.items() if api in s.apis), None)
+
+    def _control_api(self, owner: str, action: str, api: str) -> ServiceStatus:
+        """``noida-db stop|start <api>`` on the running process, then (start) wait until
+        the whole service answers again."""
+        service = self.services[owner]
+        with self._locked():
+            state = self._require_state()
+            svc = state.services.get(owner)
+            if svc is None or not processes.is_alive(svc.pid or -1, svc.start_ticks):
+                raise StackError(
+                    f"{owner} is not running, so its {api} API cannot be {action}ed; "
+                    f"run `catstream stack start {owner}`"
+                )
+            command = service.api_command(action, api, self.data_dir(owner))
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                raise StackError(
+                    f"`{' '.join(command)}` failed ({done.returncode}): "
+                    f"{(done.stderr or done.stdout).strip()[-300:]}; see {svc.log}"
+                )
+            log.info(f"api_{action}ed", service=owner, api=api)
+            if action == "start":
+                self._wait_api_healthy(svc, time.monotonic() + service.startup_timeout_s)
+            return self._status_of(svc)
+
+    def _wait_api_healthy(self, svc: ServiceState, deadline: float) -> None:
+        while True:
+            try:
+                self.services[svc.name].check_health(svc.urls, self.timeouts.probe_s)
+                return
+            except ServiceUnhealthy as exc:
+                if time.monotonic() >= deadline:
+                    raise StackError(
+                        f"{svc.name} did not answer again after starting an API: {exc}; "
+                        f"see {svc.log}"
+                    ) from exc
+            time.sleep(0.5)
 
 
 def _port_frees_up(port: int, wait_s: float) -> bool:

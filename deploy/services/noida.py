@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,12 +25,16 @@ class NoidaService(Service):
 
     name = "noida"
     port_names = ("kafka", "elasticsearch")
+    # `noida-db stop elasticsearch` saves and stops one API while Kafka keeps serving (and
+    # `start` brings it back on its port): an Elasticsearch outage that is not also a
+    # Kafka outage, as a real deployment has them.
+    apis = ("kafka", "elasticsearch")
 
     def __init__(self, startup_timeout_s: float = 60.0) -> None:
         self.startup_timeout_s = startup_timeout_s
 
     def launch(self, ports: Mapping[str, int], data_dir: Path) -> Launch:
-        binary = find_executable("noida-db")
+        binary = server_binary()
         if binary is None:
             raise StackError(
                 "noida-db is not installed; run `.venv/bin/pip install noida-db==0.2.3`"
@@ -49,6 +55,14 @@ class NoidaService(Service):
                 str(data_dir),
             ]
         )
+
+    def api_command(self, action: str, api: str, data_dir: Path) -> list[str]:
+        binary = server_binary()
+        if binary is None:
+            raise StackError(
+                "noida-db is not installed; run `.venv/bin/pip install noida-db==0.2.3`"
+            )
+        return [str(binary), action, api, "--data-dir", str(data_dir)]
 
     def urls(self, ports: Mapping[str, int]) -> dict[str, str]:
         return {
@@ -86,3 +100,21 @@ def check_kafka(bootstrap: str, timeout_s: float) -> None:
         admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise ServiceUnhealthy(f"Kafka {bootstrap} did not list topics: {exc}") from exc
+
+
+def server_binary() -> Path | None:
+    """The noida-db server itself, not the ``noida-db`` console script.
+
+    The script is a Python wrapper that runs the server with ``subprocess.call``: a
+    SIGTERM kills the wrapper at once and orphans the server, which then got only the
+    short grace left for orphans before SIGKILL. Killed that way, noida-db loses the
+    records it acknowledged in its last second (measured: 229 of 6,000 with SIGKILL,
+    none with SIGTERM). Run as the session leader, the server gets the full grace to
+    save its data.
+    """
+    spec = importlib.util.find_spec("noida_db")
+    if spec is not None and spec.origin is not None:
+        server = Path(spec.origin).with_name("noida-db")
+        if server.is_file() and os.access(server, os.X_OK):
+            return server
+    return find_executable("noida-db")

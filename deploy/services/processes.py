@@ -19,6 +19,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+StopOutcome = Literal["stopped", "killed", "survived"]
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -166,19 +169,20 @@ def stop_session(
     start_ticks: int | None,
     grace_s: float = 15.0,
     child: subprocess.Popen[bytes] | None = None,
-) -> bool:
+) -> StopOutcome:
     """SIGTERM a service's whole session, wait ``grace_s``, then SIGKILL what is left.
 
-    Returns False when something survived even SIGKILL (should not happen).
-    Does nothing when ``pid`` is no longer the process we started.
+    Returns ``killed`` when SIGKILL was needed (a server may lose unsaved data then) and
+    ``survived`` when something outlived even SIGKILL (should not happen). Does nothing
+    when ``pid`` is no longer the process we started.
     """
     stat = read_stat(pid)
     if stat is not None and start_ticks is not None and stat.start_ticks != start_ticks:
-        return True  # the PID now belongs to someone else: leave it alone
+        return "stopped"  # the PID now belongs to someone else: leave it alone
     if not session_members(pid):
         if child is not None:
             child.poll()
-        return True
+        return "stopped"
     # The leader first, alone: tritonserver then unloads its models and ends its
     # own stubs cleanly (signalling the stubs too would make it wait for them).
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -187,9 +191,9 @@ def stop_session(
     # Then whatever the leader left behind in its session.
     _signal_members(pid, signal.SIGTERM)
     if _wait_gone(pid, min(grace_s, 3.0), child):
-        return True
+        return "stopped"
     _signal_members(pid, signal.SIGKILL)
-    return _wait_gone(pid, 5.0, child)
+    return "killed" if _wait_gone(pid, 5.0, child) else "survived"
 
 
 def _wait_leader(

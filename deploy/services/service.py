@@ -38,6 +38,8 @@ class Service(ABC):
     name: str
     port_names: tuple[str, ...]
     startup_timeout_s: float = 60.0
+    # APIs the running process can stop and start on their own (noida: kafka, elasticsearch).
+    apis: tuple[str, ...] = ()
 
     @abstractmethod
     def launch(self, ports: Mapping[str, int], data_dir: Path) -> Launch:
@@ -54,6 +56,10 @@ class Service(ABC):
     @abstractmethod
     def check_health(self, urls: Mapping[str, str], timeout_s: float) -> None:
         """Raise ``ServiceUnhealthy`` unless the service answers its real protocol."""
+
+    def api_command(self, action: str, api: str, data_dir: Path) -> list[str]:
+        """The command that stops or starts one API of a running multi-API process."""
+        raise StackError(f"{self.name} cannot stop or start {api!r} on its own")
 
 
 def venv_bin() -> Path:

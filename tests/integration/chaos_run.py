@@ -197,7 +197,10 @@ class Chaos:
     stack: Stack
     worker_kills: int = 3
     sink_kills: int = 2
-    outages: tuple[str, ...] = ("triton", "milvus", "noida")
+    # Elasticsearch alone, as the issue asks: noida-db also serves Kafka, and stopping the
+    # whole process while producers write loses about one acknowledged record per stop
+    # (measured on noida-db 0.2.3, even with SIGTERM), which a real Kafka never does.
+    outages: tuple[str, ...] = ("triton", "milvus", "elasticsearch")
     gap_s: tuple[float, float] = (3.0, 12.0)
     seed: int = 0
     done: list[str] = field(default_factory=list)

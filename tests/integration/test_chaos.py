@@ -3,8 +3,8 @@
 The stream worker (agents) and the sinks run as separate real ``catstream
 worker`` processes. While a feed streams, at seeded random moments: SIGKILL the
 worker three times and the sinks process twice (each sink is killed twice),
-and stop Triton, Milvus and noida (Kafka + Elasticsearch: one process) for 20 s
-each. Afterwards Milvus and Elasticsearch must hold every product's latest
+and stop Triton, Milvus and Elasticsearch (noida-db's API, Kafka staying up) for
+20 s each. Afterwards Milvus and Elasticsearch must hold every product's latest
 version (``updated_at``, fingerprint, vector), no deleted or duplicated product,
 and every raw event newer than its predecessors must have a normalised output.
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from elasticsearch import ConnectionError as ElasticsearchConnectionError
 from elasticsearch import Elasticsearch
 from pymilvus import MilvusClient
 
@@ -278,9 +279,21 @@ def test_stop_and_start_one_service_keeps_its_ports(
     assert triton_after.urls == triton_before.urls
     assert triton_after.pid != triton_before.pid
 
-    # kill -9 of noida's leader orphans its server process; `up` cleans it up and
-    # brings noida back on the same URLs, leaving the healthy services alone.
+    # Elasticsearch alone goes down and comes back on its URL with its data, while
+    # Kafka keeps answering: the outage the chaos test needs.
     noida = next(s for s in small.status() if s.name == "noida")
+    es = Elasticsearch(noida.urls["elasticsearch"], request_timeout=10)
+    es.index(index="kept", id="1", document={"kept": True}, refresh=True)
+    small.stop_service("elasticsearch")
+    with pytest.raises(ElasticsearchConnectionError):
+        Elasticsearch(noida.urls["elasticsearch"], request_timeout=2, max_retries=0).info()
+    AdminClient({"bootstrap.servers": noida.urls["kafka"]}).list_topics(timeout=10)
+    assert small.start_service("elasticsearch").urls == noida.urls
+    assert es.get(index="kept", id="1")["_source"] == {"kept": True}
+    assert next(s for s in small.status() if s.name == "noida").pid == noida.pid
+
+    # kill -9 of noida: `up` notices, cleans up what is left of its session and brings
+    # noida back on the same URLs, leaving the healthy services alone.
     milvus_pid = next(s.pid for s in small.status() if s.name == "milvus")
     assert noida.pid is not None
     os.kill(noida.pid, signal.SIGKILL)
