@@ -429,8 +429,7 @@ class Stack:
         if name not in self.services:
             apis = [api for service in self.services.values() for api in service.apis]
             raise StackError(
-                f"unknown service {name!r}; expected one of "
-                f"{', '.join([*self.services, *apis])}"
+                f"unknown service {name!r}; expected one of {', '.join([*self.services, *apis])}"
             )
 
     def _api_owner(self, api: str) -> str | None:

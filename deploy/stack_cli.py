@@ -48,9 +48,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     )
     for verb, handler in (("start", _start), ("stop", _stop)):
         one = actions.add_parser(verb, help=f"{verb} one service (keeps its ports)")
-        one.add_argument(
-            "service", choices=("noida", "triton", "milvus", "kafka", "elasticsearch")
-        )
+        one.add_argument("service", choices=("noida", "triton", "milvus", "kafka", "elasticsearch"))
         one.set_defaults(handler=handler)
 
 
