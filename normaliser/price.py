@@ -140,6 +140,9 @@ def clean_currency(value: str | None) -> tuple[str | None, list[str]]:
 
 
 def _format(amount: Decimal) -> str:
+    # copy_abs for zero: -0.0 from a feed would print as "-0.00", which reads back as
+    # a negative price (a price of zero has no sign).
+    amount = amount.copy_abs() if amount.is_zero() else amount
     return str(amount.quantize(_CENTS, rounding=ROUND_HALF_UP))
 
 

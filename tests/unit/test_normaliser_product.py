@@ -222,3 +222,10 @@ def test_fingerprint_rejects_unknown_fields() -> None:
     product = normalise_product(_messy_raw())
     with pytest.raises(ValueError, match="CATSTREAM_CATEGORISATION_FIELDS"):
         fingerprint(product, ["title", "colour_code"])
+
+
+def test_a_negative_zero_price_is_zero_and_reads_back_as_itself() -> None:
+    # Found by hypothesis: -0.0 became "-0.00", which renormalised as a negative price.
+    once = normalise_product(_messy_raw(price=-0.0))
+    assert once.price == "0.00"
+    assert normalise_product(as_raw(once)).price == "0.00"
