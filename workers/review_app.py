@@ -121,7 +121,10 @@ def add_review_routes(
     """Mount ``/review`` on the API. ``images`` is the image fetcher the proxy uses."""
     taxonomy = Taxonomy.load(settings.taxonomy_path)
     state = ReviewState(
-        taxonomy, order=settings.review_order, query_batch=settings.review_query_batch
+        taxonomy,
+        order=settings.review_order,
+        query_batch=settings.review_query_batch,
+        min_holdout=settings.retrain_min_holdout,
     )
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),

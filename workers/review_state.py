@@ -12,7 +12,10 @@ the same state). All methods are called under the feed's lock.
   items in, ``settings.review_order`` (default ``diverse_margin``, the
   active-learning benchmark's winner; ``streams.review_selection``). A diverse margin
   batch is chosen among the waiting items and served until none of it is left
-  waiting; then the next batch is chosen from what is waiting then.
+  waiting; then the next batch is chosen from what is waiting then. Random samples
+  (the retrain holdout) come first until ``min_holdout`` of them are labelled
+  (``settings.retrain_min_holdout``: retrain cannot decide with fewer), then one in
+  every ten.
 * **Labels**: the latest per product (``products.labels`` is keyed by product; the
   latest label wins), and every label's time for the labels-per-hour count.
 * **Prediction history**: the last ``HISTORY`` predictions per product, for at most
@@ -63,6 +66,8 @@ class ReviewState:
     query_batch: int = 50
     batch: list[str] = field(default_factory=list)  # the diverse margin batch being served
     answered_since_sample: int = SAMPLE_EVERY - 1  # a random sample is due first
+    min_holdout: int = 0  # random samples come first until this many are labelled
+    holdout_labelled: set[str] = field(default_factory=set)
     # version -> score; product -> (version, correct) so a relabel replaces its vote
     _votes: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
@@ -83,6 +88,8 @@ class ReviewState:
         self.labels[label.product_id] = label
         self.label_times.append(label.labelled_at)
         self.answered_since_sample = 0 if label.random_sample else self.answered_since_sample + 1
+        if label.random_sample:
+            self.holdout_labelled.add(label.product_id)
         self._score(label.product_id)
 
     def add_prediction(self, prediction: Prediction) -> None:
@@ -118,7 +125,10 @@ class ReviewState:
             ids = {i.product_id for i in waiting}
             if not any(product_id in ids for product_id in self.batch):
                 self.batch = next_batch(waiting, self.query_batch)
-        return serving_order(waiting, self.order, self.batch, self.answered_since_sample)
+        since = self.answered_since_sample
+        if len(self.holdout_labelled) < self.min_holdout:  # retrain cannot decide yet
+            since = SAMPLE_EVERY - 1
+        return serving_order(waiting, self.order, self.batch, since)
 
     def sent_since(self, since_ms: int) -> int:
         return sum(1 for i in self.items.values() if i.created_at >= since_ms)

@@ -112,5 +112,20 @@ def test_the_review_state_serves_its_batch_until_it_is_answered(tmp_path: object
     assert not set(state.batch) & set(batch)
 
 
+def test_random_samples_come_first_until_retrain_has_its_holdout() -> None:
+    taxonomy = Taxonomy.load(Settings().taxonomy_path)
+    state = ReviewState(taxonomy, query_batch=3, min_holdout=2)
+    for one in catalogue() + [item(f"s-{i}", f"Sample {i}", 0.1, 50 + i, True) for i in range(4)]:
+        state.add_item(one)
+    path = "Toys & Games > Toys"
+    for number in range(2):
+        assert state.serving_queue()[0].product_id == f"s-{number}"
+        label = Label(product_id=f"s-{number}", category=path, labelled_at=10_000 + number)
+        state.add_label(label.model_copy(update={"random_sample": True}))
+    # two holdout labels: now one sample after every nine others
+    order = [i.product_id for i in state.serving_queue()]
+    assert order.index("s-2") == SAMPLE_EVERY - 1
+
+
 def test_the_default_order_is_diverse_margin() -> None:
     assert Settings().review_order == "diverse_margin"
