@@ -61,7 +61,7 @@ def catalogue(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
 
 def items_for(rows: list[dict[str, Any]], tree: Taxonomy) -> list[ReviewItem]:
     """What the router would send: uncertain items with the tree's first leaves as candidates,
-    the first ``HOLDOUT`` of them random samples (the retrain holdout)."""
+    the newest ``HOLDOUT`` of them random samples (the retrain holdout)."""
     leaves = [tree.resolve(renamed(line)) for line in TAXONOMY.splitlines()[:5]]
     candidates = [
         CategoryScore(id=leaf, path=tree.path_str(leaf), score=0.2, level=tree.level(leaf))
@@ -79,7 +79,7 @@ def items_for(rows: list[dict[str, Any]], tree: Taxonomy) -> list[ReviewItem]:
             title=str(row["title"]),
             brand=row.get("brand"),
             created_at=start + i,
-            random_sample=i < HOLDOUT,
+            random_sample=i >= len(rows) - HOLDOUT,
         )
         for i, row in enumerate(rows)
     ]
@@ -186,7 +186,7 @@ async def test_retrain_promotes_live_and_the_stream_serves_the_new_version(
         try:
             champion = served_version(repository)
         except ModelVersionError:
-            write_jsonl(tmp_path / "weak.jsonl", rows[HOLDOUT : HOLDOUT + 10])
+            write_jsonl(tmp_path / "weak.jsonl", rows[:10])
             argv = ["train", "--labels", str(tmp_path / "weak.jsonl"), "--quiet"]
             assert await asyncio.to_thread(main, [*argv, "--taxonomy", str(taxonomy)]) == 0
             champion = served_version(repository)
@@ -202,7 +202,9 @@ async def test_retrain_promotes_live_and_the_stream_serves_the_new_version(
             await all_queued(client, app, set(truth))  # the feed thread has read them
             answered = await label_everything(client, truth)
             # the random samples (the holdout) first, until retrain has enough to decide
-            assert answered[:HOLDOUT] == [f"live-{i}" for i in range(HOLDOUT)]
+            # (oldest first would hand out every other item before them)
+            samples = [str(r["product_id"]) for r in rows[-HOLDOUT:]]
+            assert answered[:HOLDOUT] == samples
 
             retrain = ["retrain", "--taxonomy", str(taxonomy)]  # no --no-load: Triton loads it
             assert await asyncio.to_thread(main, retrain) == 0
