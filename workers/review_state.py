@@ -20,6 +20,8 @@ the same state). All methods are called under the feed's lock.
   latest label wins), and every label's time for the labels-per-hour count.
 * **Prediction history**: the last ``HISTORY`` predictions per product, for at most
   ``MAX_PRODUCTS_WITH_HISTORY`` products (oldest-touched forgotten first).
+* **The served version**: the latest of the last fresh prediction's version and the
+  last ``catstream retrain`` decision's ``served_version``.
 * **Holdout accuracy per model version**: for every label of a random review sample,
   whether the review item's top candidate (what that model version predicted) is the
   labelled category; and the ``products.models`` decisions of ``catstream retrain``.
@@ -106,6 +108,11 @@ class ReviewState:
 
     def add_decision(self, decision: ModelDecision) -> None:
         self.decisions.append(decision)
+        # A promotion changes what is served before the next product is predicted (an idle
+        # stream predicts nothing): the dashboard shows it at once.
+        if decision.decided_at >= self.served_seen_at:
+            self.served_version = str(decision.served_version)
+            self.served_seen_at = decision.decided_at
 
     # ------------------------------------------------------------------- queries
 

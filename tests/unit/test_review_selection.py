@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
-from schemas.events import Label, ReviewItem
+from schemas.events import Label, ModelDecision, Prediction, ReviewItem
 from streams.review_selection import (
     SAMPLE_EVERY,
     diverse_margin,
@@ -125,6 +125,42 @@ def test_random_samples_come_first_until_retrain_has_its_holdout() -> None:
     # two holdout labels: now one sample after every nine others
     order = [i.product_id for i in state.serving_queue()]
     assert order.index("s-2") == SAMPLE_EVERY - 1
+
+
+def test_the_dashboard_serves_a_promoted_version_before_the_next_prediction() -> None:
+    state = ReviewState(Taxonomy.load(Settings().taxonomy_path))
+
+    def prediction(product_id: str, version: str, at: int) -> Prediction:
+        return Prediction(
+            product_id=product_id,
+            model_name="categoriser",
+            model_version=version,
+            confidence=0.5,
+            uncertainty=0.5,
+            needs_review=False,
+            fingerprint="f",
+            predicted_at=at,
+        )
+
+    state.add_prediction(prediction("a", "3", 1_000))
+    assert state.served_version == "3"
+    state.add_decision(
+        ModelDecision(
+            challenger_version=4,
+            champion_version=3,
+            decision="promoted",
+            served_version=4,
+            challenger_score=0.7,
+            margin=0.01,
+            holdout_size=30,
+            training_labels=100,
+            reason="better",
+            decided_at=2_000,
+        )
+    )
+    assert state.served_version == "4"  # the stream is idle: no prediction since
+    state.add_prediction(prediction("b", "4", 3_000))
+    assert state.served_version == "4"
 
 
 def test_the_default_order_is_diverse_margin() -> None:
