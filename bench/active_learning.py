@@ -23,7 +23,7 @@ Strategies (each batch mixes in 10% random picks, as the stream's router does):
   already chosen in the batch is skipped;
 * ``diverse_margin``: the 10 × batch most uncertain by margin, clustered by
   uncertainty-weighted k-means into one group per query, the product nearest each
-  centre taken (``streams.review_selection.diverse_margin``: the same code and the
+  centre taken (``workers.review_selection.diverse_margin``: the same code and the
   same text vectors the review app orders its queue with).
 
 **Choosing the winner never looks at the test split.** A selection run first holds
@@ -64,7 +64,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from bench.dev_benchmark import dev_split  # the data README's split, one copy
-from streams.review_selection import diverse_margin, item_text, review_vectors
+from workers.review_selection import diverse_margin, item_text, review_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "amazon_uk_toys.jsonl"
@@ -90,7 +90,7 @@ class Pool:
     x_test: Matrix
     y_test: NDArray[np.int64]
     density: NDArray[np.float64]
-    review: Matrix  # streams.review_selection's text vectors of the pool
+    review: Matrix  # workers.review_selection's text vectors of the pool
 
 
 def _text(row: dict[str, Any]) -> str:

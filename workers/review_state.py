@@ -10,7 +10,7 @@ the same state). All methods are called under the feed's lock.
   first. An item for a product that changed later supersedes the earlier one.
 * The **serving order** (``serving_queue``): the order labellers are handed waiting
   items in, ``settings.review_order`` (default ``diverse_margin``, the
-  active-learning benchmark's winner; ``streams.review_selection``). A diverse margin
+  active-learning benchmark's winner; ``workers.review_selection``). A diverse margin
   batch is chosen among the waiting items and served until none of it is left
   waiting; then the next batch is chosen from what is waiting then. Random samples
   (the retrain holdout) come first until ``min_holdout`` of them are labelled
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from catstream.taxonomy import Taxonomy, UnknownCategoryError
 from schemas.events import Label, ModelDecision, Prediction, ReviewItem
-from streams.review_selection import SAMPLE_EVERY, Order, next_batch, serving_order
+from workers.review_selection import SAMPLE_EVERY, Order, next_batch, serving_order
 
 HISTORY = 20
 MAX_PRODUCTS_WITH_HISTORY = 50_000

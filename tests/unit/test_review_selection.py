@@ -5,7 +5,7 @@ from __future__ import annotations
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import Label, ModelDecision, Prediction, ReviewItem
-from streams.review_selection import (
+from workers.review_selection import (
     SAMPLE_EVERY,
     diverse_margin,
     next_batch,
