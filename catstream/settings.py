@@ -183,6 +183,24 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Fewest holdout labels a retrain decision may rest on"
     )
 
+    # --- live promotion and review serving order (issue 11, session 4) -------
+    model_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the worker looks for a newly served categoriser version "
+        "(after `catstream retrain`, `train` or `model rollback`); no restart needed",
+    )
+    review_order: Literal["diverse_margin", "margin", "oldest"] = Field(
+        default="diverse_margin",
+        description="Order /review hands waiting items out in: the active-learning "
+        "benchmark's winner (bench/active_learning.py), one random sample in every 10",
+    )
+    review_query_batch: int = Field(
+        default=50,
+        ge=1,
+        description="Items per diverse-margin batch /review serves before it picks the next",
+    )
+
     # --- same-product matching and offer groups (issue 12) --------------------
     match_candidates_k: int = Field(
         default=20, description="Candidates per source (Milvus text, Milvus image, ES) per product"

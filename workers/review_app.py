@@ -120,7 +120,12 @@ def add_review_routes(
 ) -> None:
     """Mount ``/review`` on the API. ``images`` is the image fetcher the proxy uses."""
     taxonomy = Taxonomy.load(settings.taxonomy_path)
-    state = ReviewState(taxonomy)
+    state = ReviewState(
+        taxonomy,
+        order=settings.review_order,
+        query_batch=settings.review_query_batch,
+        min_holdout=settings.retrain_min_holdout,
+    )
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -214,7 +219,7 @@ async def _page(request: web.Request) -> web.Response:
     labeller = str(name)
     now = time.time()
     with review.feed.lock:
-        queue = review.state.queue()
+        queue = review.state.serving_queue()  # the active-learning order, not the display's
     lease = await asyncio.to_thread(
         review.leases.take_first, labeller, [i.product_id for i in queue], now
     )

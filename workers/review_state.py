@@ -8,10 +8,20 @@ the same state). All methods are called under the feed's lock.
 * The **queue**: each product's latest review item that no label answers yet (a
   label answers an item when it was given at or after the item was created), oldest
   first. An item for a product that changed later supersedes the earlier one.
+* The **serving order** (``serving_queue``): the order labellers are handed waiting
+  items in, ``settings.review_order`` (default ``diverse_margin``, the
+  active-learning benchmark's winner; ``workers.review_selection``). A diverse margin
+  batch is chosen among the waiting items and served until none of it is left
+  waiting; then the next batch is chosen from what is waiting then. Random samples
+  (the retrain holdout) come first until ``min_holdout`` of them are labelled
+  (``settings.retrain_min_holdout``: retrain cannot decide with fewer), then one in
+  every ten.
 * **Labels**: the latest per product (``products.labels`` is keyed by product; the
   latest label wins), and every label's time for the labels-per-hour count.
 * **Prediction history**: the last ``HISTORY`` predictions per product, for at most
   ``MAX_PRODUCTS_WITH_HISTORY`` products (oldest-touched forgotten first).
+* **The served version**: the latest of the last fresh prediction's version and the
+  last ``catstream retrain`` decision's ``served_version``.
 * **Holdout accuracy per model version**: for every label of a random review sample,
   whether the review item's top candidate (what that model version predicted) is the
   labelled category; and the ``products.models`` decisions of ``catstream retrain``.
@@ -24,6 +34,7 @@ from dataclasses import dataclass, field
 
 from catstream.taxonomy import Taxonomy, UnknownCategoryError
 from schemas.events import Label, ModelDecision, Prediction, ReviewItem
+from workers.review_selection import SAMPLE_EVERY, Order, next_batch, serving_order
 
 HISTORY = 20
 MAX_PRODUCTS_WITH_HISTORY = 50_000
@@ -53,6 +64,12 @@ class ReviewState:
     decisions: list[ModelDecision] = field(default_factory=list)
     served_version: str | None = None
     served_seen_at: int = 0
+    order: Order = "diverse_margin"
+    query_batch: int = 50
+    batch: list[str] = field(default_factory=list)  # the diverse margin batch being served
+    answered_since_sample: int = SAMPLE_EVERY - 1  # a random sample is due first
+    min_holdout: int = 0  # random samples come first until this many are labelled
+    holdout_labelled: set[str] = field(default_factory=set)
     # version -> score; product -> (version, correct) so a relabel replaces its vote
     _votes: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
@@ -72,6 +89,9 @@ class ReviewState:
             return
         self.labels[label.product_id] = label
         self.label_times.append(label.labelled_at)
+        self.answered_since_sample = 0 if label.random_sample else self.answered_since_sample + 1
+        if label.random_sample:
+            self.holdout_labelled.add(label.product_id)
         self._score(label.product_id)
 
     def add_prediction(self, prediction: Prediction) -> None:
@@ -88,6 +108,11 @@ class ReviewState:
 
     def add_decision(self, decision: ModelDecision) -> None:
         self.decisions.append(decision)
+        # A promotion changes what is served before the next product is predicted (an idle
+        # stream predicts nothing): the dashboard shows it at once.
+        if decision.decided_at >= self.served_seen_at:
+            self.served_version = str(decision.served_version)
+            self.served_seen_at = decision.decided_at
 
     # ------------------------------------------------------------------- queries
 
@@ -99,6 +124,18 @@ class ReviewState:
         """Unanswered review items, oldest first."""
         waiting = [i for i in self.items.values() if not self.answered(i)]
         return sorted(waiting, key=lambda i: (i.created_at, i.product_id))
+
+    def serving_queue(self) -> list[ReviewItem]:
+        """Unanswered review items in the order labellers are handed them (see above)."""
+        waiting = self.queue()
+        if self.order == "diverse_margin":
+            ids = {i.product_id for i in waiting}
+            if not any(product_id in ids for product_id in self.batch):
+                self.batch = next_batch(waiting, self.query_batch)
+        since = self.answered_since_sample
+        if len(self.holdout_labelled) < self.min_holdout:  # retrain cannot decide yet
+            since = SAMPLE_EVERY - 1
+        return serving_order(waiting, self.order, self.batch, since)
 
     def sent_since(self, since_ms: int) -> int:
         return sum(1 for i in self.items.values() if i.created_at >= since_ms)

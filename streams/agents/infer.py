@@ -92,7 +92,7 @@ class InferAgent:
         return InferenceStep(
             self.settings,
             taxonomy=load_taxonomy(self.settings.taxonomy_path),
-            model=ModelState(self.settings),
+            model=ModelState(self.settings, refresh_s=self.settings.model_refresh_s),
             images=ImageEmbedder(self.settings, triton, ImageFetcher(self.settings)),
             # A tenth of the confident products go to labellers as random samples, so
             # review is not only the model's hardest cases (see BACKGROUND: active learning).

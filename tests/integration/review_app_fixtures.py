@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
@@ -12,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from aiohttp.test_utils import TestClient
 from confluent_kafka import Producer
 from PIL import Image
 
@@ -83,6 +86,15 @@ def review_items(settings: Settings, image_base: str | None, count: int = 3) -> 
         )
         for index in range(count)
     ]
+
+
+async def queue_depth(client: TestClient[Any, Any], depth: int) -> None:
+    for _ in range(600):  # condition polling, bounded: the feed reads Kafka in a thread
+        text = await (await client.get("/review/queue")).text()
+        if f'data-depth="{depth}"' in text:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the queue never held {depth} items")
 
 
 def publish_items(settings: Settings, items: list[ReviewItem]) -> None:

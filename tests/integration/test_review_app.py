@@ -14,21 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from catstream.settings import Settings
 from streams.review_server import review_image_fetcher
 from streams.topics import create_topics
-from tests.integration.review_app_fixtures import publish_items, review_items
+from tests.integration.review_app_fixtures import publish_items, queue_depth, review_items
 from workers.api import build_api
 
 
 def app_settings(settings: Settings, home: Path) -> Settings:
     return settings.model_copy(update={"review_lease_db": home / "leases.sqlite"})
-
-
-async def queue_depth(client: TestClient[Any, Any], depth: int) -> None:
-    for _ in range(600):  # condition polling, bounded: the feed reads Kafka in a thread
-        text = await (await client.get("/review/queue")).text()
-        if f'data-depth="{depth}"' in text:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the queue never held {depth} items")
 
 
 @pytest.fixture
