@@ -4,7 +4,9 @@ Choices that matter for delivery guarantees:
 
 * ``consumer_group_instance_id`` (static membership): the local broker never
   evicts a consumer killed with ``kill -9``; a restarted worker with the same
-  slot id takes its partitions back at once.
+  slot id takes its partitions back at once. A worker that stops cleanly leaves
+  the group all the same (``streams.static_membership``), so the others take
+  its partitions at once.
 * ``processing_guarantee="at_least_once"`` with acks after an event's outputs
   are sent; Faust flushes the producer before every offset commit.
 * ``store="memory://"``: tables are rebuilt from their changelog topics on
@@ -21,6 +23,7 @@ from catstream.kafka_config import faust_broker_options
 from catstream.settings import Settings
 from streams.fetch_backoff import install_fetch_backoff
 from streams.offset_tracking import install_offset_fix
+from streams.static_membership import install_leave_on_close
 
 
 def faust_group_id(settings: Settings, *, runs_agents: bool) -> str:
@@ -39,6 +42,7 @@ def create_app(settings: Settings, *, runs_agents: bool = True) -> faust.App:
     """A configured (not yet started) Faust app with no agents."""
     install_offset_fix()
     install_fetch_backoff(settings.idle_fetch_backoff_max_ms / 1000)
+    install_leave_on_close()
     group = faust_group_id(settings, runs_agents=runs_agents)
     datadir = settings.home / "faust" / settings.worker_instance_id
     datadir.parent.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
 from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
 from streams.topic_records import Record, read_topic
 
-__all__ = ["Record", "WorkerProcess", "dead_letters", "read_topic", "wait_until"]
+__all__ = [
+    "Record",
+    "WorkerProcess",
+    "dead_letters",
+    "partition_owners",
+    "read_topic",
+    "wait_until",
+]
 
 
 class WorkerProcess:
@@ -96,3 +104,18 @@ def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
             found.append(json.loads(value))
     consumer.close()
     return found
+
+
+def partition_owners(settings: Settings, group: str, topic: str) -> dict[str, set[int]]:
+    """``{group.instance.id: partitions of topic}`` in ``group``'s current assignment.
+
+    Empty while the group rebalances (members hold no assignment until it completes).
+    """
+    admin = AdminClient(librdkafka_config(settings))
+    description = admin.describe_consumer_groups([group])[group].result(30)
+    return {
+        str(member.group_instance_id or member.member_id): {
+            tp.partition for tp in member.assignment.topic_partitions if tp.topic == topic
+        }
+        for member in description.members
+    }
