@@ -79,7 +79,15 @@ class SinkRunner:
         self.policy = DeadLetterPolicy(self.sink.name, self.settings)
         self.dead_letters = DeadLetterProducer(
             self.policy,
-            Producer(librdkafka_config(self.settings, **{"linger.ms": 5})),
+            Producer(
+                librdkafka_config(
+                    self.settings,
+                    **{
+                        "linger.ms": 5,
+                        "compression.type": self.settings.producer_compression,
+                    },
+                )
+            ),
             self.settings.topic("deadletter"),
         )
         self.backoff = Backoff(base_delay_s=0.2, max_delay_s=self.config.max_backoff_s)
