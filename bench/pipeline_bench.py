@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from bench.normalise_bench import (
     RESULTS_DIR,
@@ -74,7 +75,7 @@ from training.generated import train_on_generated
 from triton_models.categoriser.contract import categorise
 from triton_models.categoriser.metadata import ModelVersionError, served_version
 from triton_models.triton_client import TritonClient
-from workers.elasticsearch_index import elasticsearch_client
+from workers.elasticsearch_index import elasticsearch_client, tombstone_index
 from workers.milvus_collection import connect, count_rows
 
 log = get_logger(__name__)
@@ -235,16 +236,26 @@ class PredictionWatch:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
             assigned.append(TopicPartition(topic, partition, high))
         self.consumer.assign(assigned)
+        # Paused between polls: an unpaused librdkafka consumer fetches in a tight loop
+        # against noida-db (~0.2 CPU-s/s of the broker's), which the bench would then
+        # count as the pipeline's broker CPU.
+        self.assigned = assigned
+        self.consumer.pause(assigned)
         self.seen: set[str] = set()
         self.last_ms = 0
 
     def poll(self) -> None:
-        while batch := self.consumer.consume(1000, 0.05):
-            for message in batch:
-                key = message.key()
-                if message.error() is None and key is not None and message.value() is not None:
-                    self.seen.add(key.decode())
-                    self.last_ms = max(self.last_ms, message.timestamp()[1])
+        self.consumer.resume(self.assigned)
+        try:
+            while batch := self.consumer.consume(1000, 0.02):
+                for message in batch:
+                    key = message.key()
+                    value = message.value()
+                    if message.error() is None and key is not None and value is not None:
+                        self.seen.add(key.decode())
+                        self.last_ms = max(self.last_ms, message.timestamp()[1])
+        finally:
+            self.consumer.pause(self.assigned)
 
     def close(self) -> None:
         self.consumer.close()
@@ -280,6 +291,30 @@ def wait_all_acknowledged(
         f"were predicted, Milvus has {rows} and Elasticsearch {documents} of {stored}, "
         f"the sinks lag {sink_lag(settings)}; read {worker.log_path}"
     )
+
+
+def delete_run_data(settings: Settings) -> None:
+    """Delete this run's topics, indices and collection.
+
+    noida-db rewrites all it holds about once a second while anything changes, so
+    what earlier runs left behind makes every later run's broker CPU per product
+    larger (bench/README): a run must not leave its data to the next one.
+    """
+    prefix = settings.app_id
+    admin = AdminClient(librdkafka_config(settings))
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    deleting = admin.delete_topics(topics, operation_timeout=30) if topics else {}
+    for topic, future in deleting.items():
+        try:
+            future.result()
+        except Exception as exc:  # a leftover topic only costs the next run time
+            log.warning("bench_topic_not_deleted", topic=topic, error=str(exc))
+    es = elasticsearch_client(settings)
+    for index in (settings.elasticsearch_index, tombstone_index(settings)):
+        es.options(ignore_status=404).indices.delete(index=index)
+    milvus = connect(settings)
+    if milvus.has_collection(settings.milvus_collection):
+        milvus.drop_collection(settings.milvus_collection)
 
 
 # --- the categoriser -----------------------------------------------------------------------------
@@ -452,6 +487,12 @@ class Phase:
     predicted_s: float  # first publish to the last prediction's message timestamp
     predicted_products_per_s: float
     cpu_s: dict[str, float] = field(default_factory=dict)  # per process tree, over the phase
+    # noida-db's /proc/<pid>/io over the phase: its file writes (one per state save; it
+    # answers requests with send/recv, which these do not count) and the bytes written.
+    broker_io: dict[str, int] = field(default_factory=dict)
+    # noida-db keeps its data in memory and rewrites all of it as JSON about once a second
+    # while anything changes: its CPU follows these bytes, not the requests (bench/README).
+    broker_state_mb: tuple[float, float] = (0.0, 0.0)  # its saved files, before and after
 
 
 @dataclass
@@ -529,6 +570,19 @@ class PipelineReport:
                 for p in self.peaks
             ),
         ]
+        if "syscw" in e2e.broker_io and "wchar" in e2e.broker_io:
+            rows.append(
+                (
+                    "noida-db over end to end: state saves, MB written",
+                    f"{e2e.broker_io['syscw']:,}, {e2e.broker_io['wchar'] / 1e6:,.0f}",
+                )
+            )
+        rows.append(
+            (
+                "noida-db saved state, before → after end to end",
+                f"{e2e.broker_state_mb[0]:,.1f} → {e2e.broker_state_mb[1]:,.1f} MB",
+            )
+        )
         lines = ["| measurement | value |", "|---|---:|", *(f"| {a} | {b} |" for a, b in rows)]
         cpu = ", ".join(f"{k} {v:.0f}s" for k, v in e2e.cpu_s.items())
         lines.append(
@@ -564,6 +618,28 @@ def cpu_snapshot(worker: BenchWorker, services: dict[str, int]) -> dict[str, flo
     return {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
 
 
+def process_io(pid: int | None) -> dict[str, int]:
+    """``/proc/<pid>/io`` counters (syscr, syscw, rchar, wchar); empty if unreadable."""
+    if pid is None:
+        return {}
+    try:
+        text = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    return {k: int(fields[k]) for k in ("syscr", "syscw", "rchar", "wchar") if k in fields}
+
+
+def broker_state_mb(settings: Settings) -> float:
+    """Size of the files noida-db saves its state to (Kafka and Elasticsearch), MB."""
+    state = load_state(settings.home / "stack.json")
+    service = state.services.get("noida") if state is not None else None
+    if service is None or service.data_dir is None:
+        return 0.0
+    files = Path(service.data_dir).glob("*.json")
+    return round(sum(f.stat().st_size for f in files if f.is_file()) / 1e6, 1)
+
+
 def run_phase(
     name: str,
     settings: Settings,
@@ -577,6 +653,8 @@ def run_phase(
     ids = distinct_ids(events)
     watch = PredictionWatch(settings)
     cpu_before = cpu_snapshot(worker, services)
+    io_before = process_io(services.get("noida"))
+    state_before = broker_state_mb(settings)
     started, started_ms = time.perf_counter(), time.time() * 1000
     publish_s = publish_events(settings, events)
     try:
@@ -584,6 +662,7 @@ def run_phase(
     finally:
         watch.close()
     cpu_after = cpu_snapshot(worker, services)
+    io_after = process_io(services.get("noida"))
     predicted_s = (watch.last_ms - started_ms) / 1000
     return Phase(
         name=name,
@@ -595,6 +674,8 @@ def run_phase(
         predicted_s=round(predicted_s, 3),
         predicted_products_per_s=round(len(ids) / predicted_s, 2) if predicted_s > 0 else 0.0,
         cpu_s={k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
+        broker_state_mb=(state_before, broker_state_mb(settings)),
+        broker_io={k: io_after[k] - io_before[k] for k in io_after if k in io_before},
     )
 
 
@@ -661,6 +742,7 @@ class PipelineOptions:
     idle_s: float = 20.0  # idle CPU measured after the warm-up
     sinks_in_worker: bool = False  # `worker --sinks` (the demo) instead of `catstream sink ...`
     workers: int = 1  # worker processes in the agents' consumer group
+    keep_data: bool = False  # keep the run's topics, index and collection afterwards
 
 
 def run_pipeline_bench(
@@ -710,6 +792,8 @@ def run_pipeline_bench(
         )
         products = normalised_products(settings, report["ids"])
         fetched = asyncio.run(fetch_images(settings, products))
+    if not options.keep_data:
+        delete_run_data(settings)
     triton_pid = services.get("triton")
     ceiling = [
         asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid))
@@ -805,6 +889,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes in one consumer group"
     )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the run's topics, index and collection (deleted by default: what a run "
+        "leaves on noida-db makes the next run's broker slower)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
     parser.add_argument("--workdir", type=Path, default=RESULTS_DIR / "pipeline-work")
     args = parser.parse_args(argv)
@@ -816,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         sinks_in_worker=args.sinks_in_worker,
         workers=args.workers,
+        keep_data=args.keep_data,
     )
     report = run_pipeline_bench(load_settings(), args.workdir, options)
     write_json(asdict(report), args.out)

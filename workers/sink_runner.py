@@ -52,6 +52,9 @@ T = TypeVar("T")
 # round trip, with room for a busy host (a round that misses its records only
 # delays them by the next idle wait; nothing is lost, they are fetched again).
 IDLE_PROBE_S = 0.05
+# While a round collects records, how long each fetch burst lasts before the assignment is
+# paused again for ``sink_fetch_interval_ms``: a local fetch round trip or a few.
+FETCH_BURST_S = 0.01
 
 
 @dataclass
@@ -62,6 +65,8 @@ class SinkRunnerConfig:
     batch_size: int = 500
     batch_wait_s: float = 0.2
     max_backoff_s: float = 10.0
+    # Pause between fetch bursts within a round; None: settings.sink_fetch_interval_ms, 0: off.
+    fetch_interval_s: float | None = None
 
 
 @dataclass
@@ -79,11 +84,23 @@ class SinkRunner:
         self.policy = DeadLetterPolicy(self.sink.name, self.settings)
         self.dead_letters = DeadLetterProducer(
             self.policy,
-            Producer(librdkafka_config(self.settings, **{"linger.ms": 5})),
+            Producer(
+                librdkafka_config(
+                    self.settings,
+                    **{
+                        "linger.ms": 5,
+                        "compression.type": self.settings.producer_compression,
+                    },
+                )
+            ),
             self.settings.topic("deadletter"),
         )
         self.backoff = Backoff(base_delay_s=0.2, max_delay_s=self.config.max_backoff_s)
         self.idle = IdlePolling(max_delay_s=self.settings.idle_fetch_backoff_max_ms / 1000)
+        interval = self.config.fetch_interval_s
+        self.fetch_interval_s = (
+            self.settings.sink_fetch_interval_ms / 1000 if interval is None else interval
+        )
 
     def consumer_config(self) -> dict[str, object]:
         return librdkafka_config(
@@ -120,7 +137,7 @@ class SinkRunner:
         wait_s = self.config.batch_wait_s
         if self.idle.empty_in_a_row:
             wait_s = min(wait_s, IDLE_PROBE_S)
-        records = self.consumer.consume(self.config.batch_size, wait_s)
+        records = self._collect(wait_s)
         batch = [r for r in records if self._is_record(r)]
         delay = self.idle.fetched(bool(records))
         if not batch:
@@ -138,6 +155,32 @@ class SinkRunner:
         STAGE_SECONDS.labels(stage=self.sink.name).observe(time.perf_counter() - started)
         EVENTS.labels(stage=self.sink.name, outcome="written").inc(len(batch))
         return len(batch)
+
+    def _collect(self, wait_s: float) -> list[Message]:
+        """Up to ``batch_size`` records within ``wait_s``, fetched in short bursts.
+
+        librdkafka's fetcher sends the next fetch as soon as one returns, and the local
+        broker answers at once, so while a round waits for a trickle of records (a
+        stream at a few hundred products/s or less) the fetcher spins: one consumer
+        following 20 records/s cost noida-db 0.13-0.22 CPU-s/s and itself as much
+        (bench/README). Between bursts the assignment is paused, so a round fetches
+        for a fraction of its wait; records wait at most one interval longer.
+        """
+        interval = self.fetch_interval_s
+        if interval <= 0 or wait_s <= FETCH_BURST_S:
+            return list(self.consumer.consume(self.config.batch_size, wait_s))
+        deadline = time.monotonic() + wait_s
+        records: list[Message] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            wanted = self.config.batch_size - len(records)
+            records += self.consumer.consume(wanted, max(0.0, min(FETCH_BURST_S, remaining)))
+            remaining = deadline - time.monotonic()
+            if len(records) >= self.config.batch_size or remaining <= FETCH_BURST_S:
+                return records
+            self._pause_for(min(interval, remaining - FETCH_BURST_S))
+            if self._stopping.is_set():
+                return records
 
     def _pause_for(self, delay_s: float) -> None:
         """Stop fetching for ``delay_s`` (or until ``stop()``), then fetch again."""

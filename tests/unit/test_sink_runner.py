@@ -3,6 +3,7 @@ dead letters are delivered, and no record can kill the sink."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from catstream.settings import Settings
 from schemas.events import DeadLetter
 from tests.unit.test_deadletters import RecordingProducer
 from workers.sink import Refused, SinkMessage
-from workers.sink_runner import IDLE_PROBE_S, SinkRunner, SinkRunnerConfig
+from workers.sink_runner import FETCH_BURST_S, IDLE_PROBE_S, SinkRunner, SinkRunnerConfig
 
 
 @dataclass
@@ -122,11 +123,18 @@ def stops() -> Iterator[list[str]]:
     LIVENESS.reset()
 
 
-def _runner(batches: list[list[Record]], producer: RecordingProducer, **settings: Any) -> Any:
+def _runner(
+    batches: list[list[Record]],
+    producer: RecordingProducer,
+    config: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
     runner = SinkRunner(
         PickySink(),
         Settings(**settings),
-        SinkRunnerConfig(topics=["products.embeddings"], group_id="g", instance_id="i"),
+        SinkRunnerConfig(
+            topics=["products.embeddings"], group_id="g", instance_id="i", **(config or {})
+        ),
     )
     runner.consumer.close()
     runner.consumer = Consumer(batches)  # type: ignore[assignment]
@@ -195,7 +203,12 @@ def test_an_idle_sink_pauses_fetching_between_short_rounds() -> None:
     tight loop for as long as a round waits. Empty rounds pause the assignment for a
     growing wait and then wait only a probe's time for records; records end that."""
     batch = [Record(0, b"a", b"{}")]
-    runner = _runner([[], [], [], batch, []], RecordingProducer(), idle_fetch_backoff_max_ms=20)
+    runner = _runner(
+        [[], [], [], batch, []],
+        RecordingProducer(),
+        {"fetch_interval_s": 0},  # one consume per round (bursts: the next test)
+        idle_fetch_backoff_max_ms=20,
+    )
     consumer = runner.consumer
     waits: list[float] = []
 
@@ -210,3 +223,30 @@ def test_an_idle_sink_pauses_fetching_between_short_rounds() -> None:
     assert waits == [0.005, 0.01, 0.02, 0.005]  # doubles, capped, and starts over after records
     default = runner.config.batch_wait_s
     assert consumer.timeouts == [default, IDLE_PROBE_S, IDLE_PROBE_S, IDLE_PROBE_S, default]
+
+
+def test_a_round_fetches_in_short_bursts_with_the_assignment_paused_between() -> None:
+    """librdkafka refetches as soon as a fetch returns and the local broker answers at
+    once: a round that waited for a trickle of records kept the fetcher spinning for all
+    of its wait (one consumer following 20 records/s cost noida-db ~0.2 CPU-s/s). Now it
+    fetches in bursts of FETCH_BURST_S, paused in between, and still gathers the round's
+    records into one batch (one flush, one commit)."""
+    trickle = [[Record(0, b"a", b"{}")], [], [Record(1, b"b", b"{}")], []]
+    runner = _runner(trickle, RecordingProducer(), {"batch_wait_s": 0.2, "fetch_interval_s": 0.04})
+    consumer = runner.consumer
+    waits: list[float] = []
+
+    def wait(delay: float) -> bool:
+        waits.append(delay)
+        time.sleep(delay)  # the round's clock must move on
+        return False
+
+    runner._stopping.wait = wait
+    assert runner.run_once() == 2  # both records, one round
+    assert len(consumer.commits) == 1
+    assert all(t <= FETCH_BURST_S for t in consumer.timeouts)
+    assert 2 <= len(consumer.timeouts) <= 6
+    fetching = sum(consumer.timeouts)
+    assert fetching <= 0.3 * runner.config.batch_wait_s  # the fetcher ran a fraction of it
+    assert consumer.paused == ["pause", "resume"] * len(waits)
+    assert all(0 < w <= 0.04 for w in waits)
