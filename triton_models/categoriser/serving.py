@@ -18,8 +18,14 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from triton_models.categoriser.encoder import TEXT_DIM, TextEncoder, shared_encoder
+from triton_models.categoriser.encoder import (
+    TEXT_DIM,
+    TextEncoder,
+    embedding_text,
+    shared_encoder,
+)
 from triton_models.categoriser.features import FeatureHasher, ProductFields, TfidfFeatures
+from triton_models.categoriser.finetuned import FineTunedFusion
 from triton_models.categoriser.in_domain import InDomain
 from triton_models.categoriser.metadata import (
     FEATURES_FILE,
@@ -63,6 +69,7 @@ class Predictor:
         device: str = "cpu",
         tfidf: TfidfFeatures | None = None,
         prior: PriorMix | None = None,
+        finetuned: FineTunedFusion | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.metadata = metadata
@@ -72,6 +79,7 @@ class Predictor:
         self.encoder = encoder
         self.device = device
         self.prior = prior  # the zero-shot prior for the categories without labels
+        self.finetuned = finetuned  # fine-tuned MiniLM's weighted log-probabilities, added
 
     @classmethod
     def load(
@@ -86,7 +94,10 @@ class Predictor:
             data = json.loads((version_dir / FEATURES_FILE).read_text(encoding="utf-8"))
             tfidf = TfidfFeatures.from_dict(data)
         prior = PriorMix.load(version_dir, metadata.raw)
-        return cls(network, metadata, encoder or shared_encoder(device), device, tfidf, prior)
+        finetuned = FineTunedFusion.load(version_dir, metadata.raw, device)
+        return cls(
+            network, metadata, encoder or shared_encoder(device), device, tfidf, prior, finetuned
+        )
 
     def predict(
         self,
@@ -121,6 +132,9 @@ class Predictor:
                     self.device
                 ),
             )
+        linear = exclusive.cpu().numpy()
+        if self.finetuned is not None:
+            linear = linear + self.finetuned.logits([embedding_text(f) for f in fields])
         in_domain = None
         if self.in_domain is not None:
             similarity = self.network.similarity(  # type: ignore[operator]
@@ -132,7 +146,7 @@ class Predictor:
                 self.metadata.space,
                 self.metadata.scoring,
                 self.prior,
-                exclusive.cpu().numpy(),
+                linear,
                 text.reshape(n, TEXT_DIM),
                 in_domain,
             )
@@ -141,7 +155,7 @@ class Predictor:
                 self.metadata.space,
                 self.metadata.scoring,
                 independent.cpu().numpy(),
-                exclusive.cpu().numpy(),
+                linear,
                 in_domain=in_domain,
             )
         decision = scored.decision
