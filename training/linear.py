@@ -206,8 +206,6 @@ class LinearModel:
     n_labelled: int
     seconds: float
     fold_seconds: list[float]
-    finetuned: Any = None  # triton_models.categoriser.finetuned.FineTunedClassifier or None
-    finetune: dict[str, Any] | None = None  # its config, fusion weight and held-out rows
 
 
 def train_linear(
@@ -220,16 +218,11 @@ def train_linear(
     config: LinearTrainConfig,
     target_precision: float,
     progress: Callable[[str], None] | None = None,
-    finetune: Any = None,
 ) -> LinearModel:
     """Cross-fit (calibration, in-domain scale, threshold), then refit on every labelled row.
 
     ``fields`` are ``ProductFields`` and ``truth`` the label ids (leaf-set members
-    of ``space``), one per labelled product. With ``finetune`` (a
-    ``training.finetune.FineTuneConfig``), MiniLM is fine-tuned on all but a held-out
-    fifth of the rows; on that fifth, its log-probabilities are fused with the
-    cross-fitted linear logits (weight chosen there), and calibration and thresholds
-    are fitted on the fused scores of that fifth only.
+    of ``space``), one per labelled product.
     """
     from training.calibration import fit_softmax_temperature
     from training.evaluation import expected_calibration_error
@@ -242,7 +235,6 @@ def train_linear(
     started = time.monotonic()
     say = progress or (lambda _line: None)
     leaf_index = {leaf: i for i, leaf in enumerate(space.leaf_ids)}
-    all_truth = list(truth)
     classes = np.asarray([leaf_index[t] for t in truth], dtype=np.int64)
     n_classes = len(space.leaf_ids)
     fold_seconds: list[float] = []
@@ -259,14 +251,6 @@ def train_linear(
     crossed = cross_fit(
         fold_features, text, image, mask, classes, n_classes, config, on_fold=on_fold
     )
-    finetuned, finetune_info = None, None
-    if finetune is not None:
-        finetuned, finetune_info, crossed = _fuse_finetuned(
-            fields, crossed, classes, n_classes, finetune, say
-        )
-        truth = [truth[i] for i in finetune_info["held_rows"]]
-        classes = classes[finetune_info["held_rows"]]
-        finetune_info = {k: v for k, v in finetune_info.items() if k != "held_rows"}
     temperature = fit_softmax_temperature(crossed.logits, classes)
     in_domain = InDomain.fit(crossed.similarity, IN_DOMAIN_QUANTILE, IN_DOMAIN_WIDTH)
     provisional = ScoringParams(
@@ -297,12 +281,7 @@ def train_linear(
         "served": served.to_dict(),
         "thresholds": chosen.to_dict(),
         "depth_curves": depth_curves(table, space, chosen),
-        "fit": f"{config.folds}-fold cross-fitted predictions of {len(classes)} labelled products"
-        + (
-            " (the fifth the fine-tuned encoder never saw, fused with it)"
-            if finetune_info is not None
-            else ""
-        ),
+        "fit": f"{config.folds}-fold cross-fitted predictions of {len(classes)} labelled products",
     }
     say(
         f"cross-fitted: leaf accuracy {held_out['leaf_accuracy']:.3f}, ECE {held_out['ece']:.3f}, "
@@ -312,9 +291,8 @@ def train_linear(
     refit_started = time.monotonic()
     features = TfidfFeatures.fit(fields, min_df=config.min_df)
     matrix = features.transform(fields).matrix
-    every = np.asarray([leaf_index[t] for t in all_truth], dtype=np.int64)
-    weights = fit_weights(matrix, text, image, mask, every, n_classes, config)
-    say(f"refit on all {len(every)} labelled products: {time.monotonic() - refit_started:.1f}s")
+    weights = fit_weights(matrix, text, image, mask, classes, n_classes, config)
+    say(f"refit on all {len(classes)} labelled products: {time.monotonic() - refit_started:.1f}s")
     scoring = ScoringParams(
         temperature_exclusive=temperature,
         temperature_independent=1.0,
@@ -333,63 +311,10 @@ def train_linear(
         reference=np.ascontiguousarray(text, dtype=np.float32),
         config=config,
         target_precision=target_precision,
-        n_labelled=len(every),
+        n_labelled=len(classes),
         seconds=time.monotonic() - started,
         fold_seconds=fold_seconds,
-        finetuned=finetuned,
-        finetune=finetune_info,
     )
-
-
-def _fuse_finetuned(
-    fields: list[Any],
-    crossed: CrossFitted,
-    classes: NDArray[Any],
-    n_classes: int,
-    config: Any,
-    say: Callable[[str], None],
-) -> tuple[Any, dict[str, Any], CrossFitted]:
-    """Fine-tune on all but a held-out fifth; (classifier, info, fused cross-fit of the fifth)."""
-    from training.finetune import fine_tune, fusion_weight
-    from triton_models.categoriser.encoder import embedding_text
-
-    held = fold_ids(classes, config.holdout_folds, config.seed + 1) == 0
-    if not held.any() or held.all():
-        raise ValueError(
-            f"fine-tuning needs labels to hold out: give at least {config.holdout_folds} "
-            "labelled products, or train without --finetune"
-        )
-    fit_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
-    sentences = [embedding_text(f) for f in fields]
-    started = time.monotonic()
-    classifier = fine_tune(
-        [sentences[i] for i in fit_rows], classes[fit_rows], n_classes, config, say
-    )
-    seconds = time.monotonic() - started
-    log_probabilities = classifier.log_probabilities([sentences[i] for i in held_rows])
-    linear = crossed.logits[held_rows]
-    weight, accuracy = fusion_weight(linear, log_probabilities, classes[held_rows])
-    linear_accuracy = float((linear.argmax(axis=1) == classes[held_rows]).mean())
-    say(
-        f"fine-tuned on {len(fit_rows)} products in {seconds:.1f}s; on the {len(held_rows)} "
-        f"held out: linear {linear_accuracy:.3f}, fused (weight {weight}) {accuracy:.3f}"
-    )
-    info = {
-        "config": config.to_dict(),
-        "weight": weight,
-        "fit_products": len(fit_rows),
-        "held_out_products": len(held_rows),
-        "held_out_linear_accuracy": linear_accuracy,
-        "held_out_fused_accuracy": accuracy,
-        "seconds": round(seconds, 1),
-        "held_rows": held_rows,
-    }
-    fused = CrossFitted(
-        linear + weight * log_probabilities,
-        crossed.similarity[held_rows],
-        crossed.folds[held_rows],
-    )
-    return classifier, info, fused
 
 
 def _own(

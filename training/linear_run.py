@@ -30,7 +30,6 @@ from training.linear import (
 from training.weak_labels import training_targets
 from triton_models.categoriser.encoder import TextEncoder
 from triton_models.categoriser.export import export_version
-from triton_models.categoriser.finetuned import FINETUNED_FILE
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.metadata import FEATURES_FILE, TRAIN_ROWS_FILE
 from triton_models.categoriser.network import IMAGE_DIM
@@ -51,10 +50,7 @@ def fit_linear(
     target_precision: float,
     images: Any = None,
     progress: bool = True,
-    finetune: Any = None,
 ) -> tuple[LinearModel, list[int]]:
-    """With ``finetune`` (a ``training.finetune.FineTuneConfig``), MiniLM is also fine-tuned
-    and fused (``training.linear.train_linear``)."""
     """(model, rows of ``training.rows`` it learned from)."""
     targets = training_targets(training.examples, taxonomy).categories
     labelled = sorted(targets)
@@ -80,9 +76,7 @@ def fit_linear(
         mask = np.zeros(len(examples), dtype=np.float32)
     else:
         image, mask = images([e.product for e in examples])
-    model = train_linear(
-        fields, text, image, mask, truth, space, config, target_precision, say, finetune
-    )
+    model = train_linear(fields, text, image, mask, truth, space, config, target_precision, say)
     return model, labelled
 
 
@@ -120,15 +114,7 @@ def linear_metadata(
         "fit": (
             f"refitted on all {model.n_labelled} labelled products; temperature, in-domain "
             f"scale and threshold from {model.config.folds}-fold cross-fitted predictions"
-            + (
-                f"; MiniLM fine-tuned on {model.finetune['fit_products']} of them (not "
-                f"refitted), fused with weight {model.finetune['weight']}, and calibration "
-                f"and thresholds from the {model.finetune['held_out_products']} it never saw"
-                if model.finetune is not None
-                else ""
-            )
         ),
-        "finetuned": _finetuned_block(model),
         "held_out": {**held, "curve": [p.to_dict() for p in model.curve]},
         "training_data_hash": data_hash,
         "split_sizes": {"train": model.n_labelled, "validation": 0, "test": 0},
@@ -138,17 +124,6 @@ def linear_metadata(
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "metrics": {"held_out": {k: v for k, v in held.items() if k != "fit"}},
         **(extra or {}),
-    }
-
-
-def _finetuned_block(model: LinearModel) -> dict[str, Any] | None:
-    if model.finetuned is None or model.finetune is None:
-        return None
-    return {
-        **model.finetune,
-        "file": FINETUNED_FILE,
-        "n_classes": len(model.space.leaf_ids),
-        "max_len": model.finetuned.max_len,
     }
 
 
@@ -169,7 +144,6 @@ def export_linear(
         [training.rows[r] for r in rows if r < len(training.rows)],
         files={
             FEATURES_FILE: json.dumps(model.features.to_dict(), ensure_ascii=False),
-            **({FINETUNED_FILE: model.finetuned.to_bytes()} if model.finetuned else {}),
             **(files or {}),
         },
         taxonomy=taxonomy,

@@ -38,7 +38,6 @@ from training.examples import (
     load_training_set,
     local_image_embedder,
 )
-from training.finetune import FineTuneConfig
 from training.labels import LabelsError
 from training.linear import LinearTrainConfig
 from training.linear_run import export_linear, fit_linear
@@ -100,17 +99,6 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
         "them; wide-deep: the network that also learns rule labels; auto (default): "
         "wide-deep with --unlabelled, else linear",
     )
-    # Fine-tuning MiniLM (issue 9): off by default, see training/finetune.py and bench/README.md.
-    parser.add_argument(
-        "--finetune",
-        action="store_true",
-        help="linear model: also fine-tune MiniLM end to end on the labels (all but a "
-        "held-out fifth, which chooses the fusion weight and calibrates) and add its "
-        "log-probabilities to the linear scores (dev set: leaf accuracy 0.796 -> 0.803); "
-        "costs about 0.09 CPU s per product and epoch (20,000 products x 3 epochs: ~45 min "
-        "on 2 cores), hence off by default",
-    )
-    parser.add_argument("--finetune-epochs", type=int, default=FineTuneConfig.epochs)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
@@ -220,9 +208,8 @@ def _run_linear(
     images = local_image_embedder(settings) if args.images else None
     target = args.target_precision or settings.target_precision
     try:
-        finetune = FineTuneConfig(epochs=args.finetune_epochs) if args.finetune else None
         model, rows = fit_linear(
-            training, taxonomy, shared_encoder(), config, target, images, not args.quiet, finetune
+            training, taxonomy, shared_encoder(), config, target, images, not args.quiet
         )
     except ValueError as exc:
         print(f"catstream train: {exc}", file=sys.stderr)

@@ -18,14 +18,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from triton_models.categoriser.encoder import (
-    TEXT_DIM,
-    TextEncoder,
-    embedding_text,
-    shared_encoder,
-)
+from triton_models.categoriser.encoder import TEXT_DIM, TextEncoder, shared_encoder
 from triton_models.categoriser.features import FeatureHasher, ProductFields, TfidfFeatures
-from triton_models.categoriser.finetuned import FineTunedFusion
 from triton_models.categoriser.in_domain import InDomain
 from triton_models.categoriser.metadata import (
     FEATURES_FILE,
@@ -69,7 +63,6 @@ class Predictor:
         device: str = "cpu",
         tfidf: TfidfFeatures | None = None,
         prior: PriorMix | None = None,
-        finetuned: FineTunedFusion | None = None,
     ) -> None:
         self.network = network.to(device).eval()
         self.metadata = metadata
@@ -79,7 +72,6 @@ class Predictor:
         self.encoder = encoder
         self.device = device
         self.prior = prior  # the zero-shot prior for the categories without labels
-        self.finetuned = finetuned  # fine-tuned MiniLM's weighted log-probabilities, added
 
     @classmethod
     def load(
@@ -94,10 +86,7 @@ class Predictor:
             data = json.loads((version_dir / FEATURES_FILE).read_text(encoding="utf-8"))
             tfidf = TfidfFeatures.from_dict(data)
         prior = PriorMix.load(version_dir, metadata.raw)
-        finetuned = FineTunedFusion.load(version_dir, metadata.raw, device)
-        return cls(
-            network, metadata, encoder or shared_encoder(device), device, tfidf, prior, finetuned
-        )
+        return cls(network, metadata, encoder or shared_encoder(device), device, tfidf, prior)
 
     def predict(
         self,
@@ -132,9 +121,6 @@ class Predictor:
                     self.device
                 ),
             )
-        linear = exclusive.cpu().numpy()
-        if self.finetuned is not None:
-            linear = linear + self.finetuned.logits([embedding_text(f) for f in fields])
         in_domain = None
         if self.in_domain is not None:
             similarity = self.network.similarity(  # type: ignore[operator]
@@ -146,7 +132,7 @@ class Predictor:
                 self.metadata.space,
                 self.metadata.scoring,
                 self.prior,
-                linear,
+                exclusive.cpu().numpy(),
                 text.reshape(n, TEXT_DIM),
                 in_domain,
             )
@@ -155,7 +141,7 @@ class Predictor:
                 self.metadata.space,
                 self.metadata.scoring,
                 independent.cpu().numpy(),
-                linear,
+                exclusive.cpu().numpy(),
                 in_domain=in_domain,
             )
         decision = scored.decision
