@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from bench.normalise_bench import (
     RESULTS_DIR,
@@ -75,8 +74,9 @@ from training.generated import train_on_generated
 from triton_models.categoriser.contract import categorise
 from triton_models.categoriser.metadata import ModelVersionError, served_version
 from triton_models.triton_client import TritonClient
-from workers.elasticsearch_index import elasticsearch_client, tombstone_index
+from workers.elasticsearch_index import elasticsearch_client
 from workers.milvus_collection import connect, count_rows
+from workers.run_data import delete_run_data
 
 log = get_logger(__name__)
 
@@ -291,30 +291,6 @@ def wait_all_acknowledged(
         f"were predicted, Milvus has {rows} and Elasticsearch {documents} of {stored}, "
         f"the sinks lag {sink_lag(settings)}; read {worker.log_path}"
     )
-
-
-def delete_run_data(settings: Settings) -> None:
-    """Delete this run's topics, indices and collection.
-
-    noida-db rewrites all it holds about once a second while anything changes, so
-    what earlier runs left behind makes every later run's broker CPU per product
-    larger (bench/README): a run must not leave its data to the next one.
-    """
-    prefix = settings.app_id
-    admin = AdminClient(librdkafka_config(settings))
-    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-    deleting = admin.delete_topics(topics, operation_timeout=30) if topics else {}
-    for topic, future in deleting.items():
-        try:
-            future.result()
-        except Exception as exc:  # a leftover topic only costs the next run time
-            log.warning("bench_topic_not_deleted", topic=topic, error=str(exc))
-    es = elasticsearch_client(settings)
-    for index in (settings.elasticsearch_index, tombstone_index(settings)):
-        es.options(ignore_status=404).indices.delete(index=index)
-    milvus = connect(settings)
-    if milvus.has_collection(settings.milvus_collection):
-        milvus.drop_collection(settings.milvus_collection)
 
 
 # --- the categoriser -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 
 from catstream.settings import Settings, get_settings, load_settings
 from deploy.stack import Stack, UpReport
+from workers.run_data import delete_run_data
 
 REUSE_ENV = "CATSTREAM_TEST_STACK_HOME"
 
@@ -106,9 +108,12 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def topic_settings(stack: Settings, unique_name: Callable[[str], str]) -> Settings:
-    """The stack's ``Settings`` with this test's own topics, index, collection and app id."""
-    return stack.model_copy(
+def topic_settings(stack: Settings, unique_name: Callable[[str], str]) -> Iterator[Settings]:
+    """The stack's ``Settings`` with this test's own topics, index, collection and app id.
+
+    Deleted after the test: noida-db rewrites everything it holds about once a second,
+    so what earlier tests leave behind would make every later test's broker slower."""
+    settings = stack.model_copy(
         update={
             "topic_prefix": f"{unique_name('test')}.",
             "elasticsearch_index": unique_name("idx"),
@@ -116,3 +121,8 @@ def topic_settings(stack: Settings, unique_name: Callable[[str], str]) -> Settin
             "app_id": unique_name("app"),
         }
     )
+    yield settings
+    try:
+        delete_run_data(settings)
+    except Exception as exc:  # cleanup only: a leftover costs later tests time, not truth
+        warnings.warn(f"could not delete the test's data: {exc}", stacklevel=1)
