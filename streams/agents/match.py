@@ -30,7 +30,6 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
-from catstream.backoff import retry_async
 from catstream.deadletters import (
     DeadLetterPolicy,
     DeadLetterTopic,
@@ -38,13 +37,13 @@ from catstream.deadletters import (
     SourceMessage,
     disposition,
 )
-from catstream.errors import DeadLetterLimitExceeded, InvalidMessage
-from catstream.liveness import LIVENESS
+from catstream.errors import InvalidMessage
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS, MATCH_SECONDS, OFFER_GROUP_SIZES, OFFER_GROUPS
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, OfferGroup, ProductEmbedding
 from schemas.vectors import decode_vector
+from streams.agents.guarded import handle_until_done
 from streams.app import product_topic
 from streams.match_candidates import MatchBackends, Vectors
 from streams.matching import RECORD_FIELDS, MatchInput, OfferMatcher
@@ -221,12 +220,7 @@ def _parse(model: type[Any], message: Any, key: str) -> Any:
 
 async def run_match(step: MatchStep, message: Any) -> bool:
     """Handle ``message`` until done; False when the process is stopping (do not ack it)."""
-    try:
-        await retry_async(lambda: step.handle(message), dependency="match")
-    except DeadLetterLimitExceeded as exc:
-        LIVENESS.stop_process(STAGE, str(exc))
-        return False
-    return True
+    return await handle_until_done(STAGE, lambda: step.handle(message), dependency="match")
 
 
 def register_match_agent(app: faust.App, settings: Settings) -> MatchStep:

@@ -27,14 +27,14 @@ from catstream.deadletters import (
     SourceMessage,
     disposition,
 )
-from catstream.errors import DeadLetterLimitExceeded, InvalidMessage, RecoverableError
-from catstream.liveness import LIVENESS
+from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS, STAGE_SECONDS, STALE_EVENTS
 from catstream.settings import Settings
 from normaliser.fingerprint import fingerprint
 from normaliser.product import normalise_product
 from schemas.events import NormalisedProduct, RawProduct, now_ms, parse_updated_at
+from streams.agents.guarded import handle_until_done
 from streams.app import product_topic
 from streams.change_detection import (
     ProductState,
@@ -191,12 +191,7 @@ class NormaliseStep:
 
 async def run_normalise(step: NormaliseStep, message: Any) -> bool:
     """Handle ``message`` until done; False when the process is stopping (do not ack it)."""
-    try:
-        await retry_async(lambda: step.handle(message), dependency="kafka")
-    except DeadLetterLimitExceeded as exc:
-        LIVENESS.stop_process(STAGE, str(exc))
-        return False
-    return True
+    return await handle_until_done(STAGE, lambda: step.handle(message), dependency="kafka")
 
 
 def _key_text(key: bytes | None) -> str | None:
