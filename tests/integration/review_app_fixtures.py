@@ -88,13 +88,17 @@ def review_items(settings: Settings, image_base: str | None, count: int = 3) -> 
     ]
 
 
-async def queue_depth(client: TestClient[Any, Any], depth: int) -> None:
+async def page_shows(client: TestClient[Any, Any], path: str, marker: str, what: str) -> None:
+    """Poll ``path`` until its HTML contains ``marker``; fail naming ``what`` was awaited."""
     for _ in range(600):  # condition polling, bounded: the feed reads Kafka in a thread
-        text = await (await client.get("/review/queue")).text()
-        if f'data-depth="{depth}"' in text:
+        if marker in await (await client.get(path)).text():
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the queue never held {depth} items")
+    raise AssertionError(f"{path} never showed {what}")
+
+
+async def queue_depth(client: TestClient[Any, Any], depth: int) -> None:
+    await page_shows(client, "/review/queue", f'data-depth="{depth}"', f"{depth} items queued")
 
 
 def publish_items(settings: Settings, items: list[ReviewItem]) -> None:

@@ -30,7 +30,7 @@ from schemas.events import CategoryScore, ModelDecision, Prediction, ReviewItem,
 from streams.review_cli import read_topic as read_values
 from streams.topic_records import publish_json
 from streams.topics import create_topics
-from tests.integration.review_app_fixtures import publish_items
+from tests.integration.review_app_fixtures import page_shows, publish_items
 from tests.integration.running_worker import WorkerProcess, read_topic
 from triton_models.categoriser.metadata import ModelVersionError, served_version, version_dirs
 from triton_models.categoriser.model_control import triton_model_state
@@ -120,12 +120,8 @@ async def all_queued(client: TestClient[Any, Any], app: Any, wanted: set[str]) -
 
 
 async def dashboard_serves(client: TestClient[Any, Any], version: int) -> None:
-    for _ in range(600):  # condition polling, bounded: the feed reads Kafka in a thread
-        page = await (await client.get("/review/dashboard")).text()
-        if f'<span class="big" id="served">v{version}</span>' in page:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the dashboard never showed v{version} served")
+    served = f'<span class="big" id="served">v{version}</span>'
+    await page_shows(client, "/review/dashboard", served, f"v{version} served")
 
 
 def prediction_of(settings: Settings, product_id: str) -> Prediction | None:
