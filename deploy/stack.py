@@ -439,12 +439,13 @@ class Stack:
         """``noida-db stop|start <api>`` on the running process, then (start) wait until
         the whole service answers again."""
         service = self.services[owner]
+        done_word = {"stop": "stopped", "start": "started"}[action]
         with self._locked():
             state = self._require_state()
             svc = state.services.get(owner)
             if svc is None or not processes.is_alive(svc.pid or -1, svc.start_ticks):
                 raise StackError(
-                    f"{owner} is not running, so its {api} API cannot be {action}ed; "
+                    f"{owner} is not running, so its {api} API cannot be {done_word}; "
                     f"run `catstream stack start {owner}`"
                 )
             command = service.api_command(action, api, self.data_dir(owner))
@@ -454,7 +455,7 @@ class Stack:
                     f"`{' '.join(command)}` failed ({done.returncode}): "
                     f"{(done.stderr or done.stdout).strip()[-300:]}; see {svc.log}"
                 )
-            log.info(f"api_{action}ed", service=owner, api=api)
+            log.info(f"api_{done_word}", service=owner, api=api)
             if action == "start":
                 self._wait_api_healthy(svc, time.monotonic() + service.startup_timeout_s)
             return self._status_of(svc)
