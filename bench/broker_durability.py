@@ -81,7 +81,7 @@ def _read_back(bootstrap: str, partitions: int) -> set[str]:
 
 def run(records: int, stop_after_s: float, sig: signal.Signals, wrapper: bool) -> dict[str, int]:
     binary = find_executable("noida-db") if wrapper else server_binary()
-    assert binary is not None, "noida-db is not installed; run `make install`"
+    assert binary is not None, "the noida-db console script is missing; run `make install`"
     kafka, es = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka}"
     with tempfile.TemporaryDirectory() as tmp:
