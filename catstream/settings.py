@@ -254,6 +254,15 @@ class Settings(BaseSettings):
         "(brokers that answer fetches at once would make its fetcher spin); 0: fetch throughout",
     )
 
+    # --- hot path, session 5 (issue 10): per-hop costs ---------------------------
+    take_max_events: int = Field(
+        default=512,
+        ge=1,
+        description="Events an agent takes from its topic at once (within batch_max_wait_ms); "
+        "the infer agent sends Triton at most batch_max_products of them per request, and "
+        "unchanged products, which carry their last prediction forward, ride along",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -101,7 +101,9 @@ def normalise_product(raw: RawProduct, *, max_chars: int = 5000) -> NormalisedPr
     if raw.url and url is None:
         warnings.append(f"url_dropped: {raw.url[:60]!r} is not an http(s) URL")
     brand = canonical_brand(_text("brand", raw.brand, short, warnings))
-    return NormalisedProduct(
+    # Built, not validated: every value comes from the validated RawProduct through the
+    # cleaners, and the next stage validates the event once, on receipt (issue 10).
+    return NormalisedProduct.model_construct(
         product_id=raw.product_id,
         op=raw.op,
         updated_at=updated_at,

@@ -17,7 +17,6 @@ rejects are dead-lettered with the reason.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import orjson
 
 from catstream.backoff import retry_async
 from catstream.errors import InvalidMessage, RecoverableError
@@ -32,7 +32,13 @@ from catstream.logs import get_logger
 from catstream.metrics import BATCH_SIZE, EVENTS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
-from schemas.events import NormalisedProduct, Prediction, ProductEmbedding, ReviewItem
+from schemas.events import (
+    CategoryScore,
+    NormalisedProduct,
+    Prediction,
+    ProductEmbedding,
+    ReviewItem,
+)
 from schemas.vectors import encode_vector
 from streams.image_embedding import ImageEmbedder, ImageEmbeddings
 from streams.model_state import ModelState
@@ -141,7 +147,7 @@ class InferenceStep:
         """
         if product.changed or not last:
             return None
-        known = json.loads(last) if isinstance(last, str) else last
+        known: dict[str, Any] = orjson.loads(last) if isinstance(last, str) else last
         if known.get("fingerprint") != product.fingerprint:
             log.warning(
                 "carry_forward_refused_fingerprint_differs",
@@ -150,7 +156,7 @@ class InferenceStep:
                 last_fingerprint=known.get("fingerprint"),
             )
             return None
-        return last
+        return known
 
     def _delete(self, product: NormalisedProduct, out: BatchOutputs) -> None:
         out.predictions.append((product.product_id, None))
@@ -162,8 +168,10 @@ class InferenceStep:
         self, product: NormalisedProduct, last: LastPrediction, out: BatchOutputs
     ) -> None:
         # Tables written before predictions were stored as text hold dicts.
-        known = json.loads(last) if isinstance(last, str) else last
-        prediction = Prediction.model_validate(
+        known = orjson.loads(last) if isinstance(last, str) else last
+        # Not validated again: the table holds only predictions this agent validated
+        # when it made them (one validation per product per hop).
+        prediction = _trusted_prediction(
             {**known, "updated_at": product.updated_at, "carried_forward": True}
         )
         out.predictions.append((product.product_id, prediction))
@@ -302,7 +310,8 @@ class InferenceStep:
         )
         top = prediction.top_category
         top_ids = taxonomy.ancestors_and_self(top.id) if top else ()
-        embedding = ProductEmbedding(
+        # Built, not validated: the Milvus sink validates it once, on receipt.
+        embedding = ProductEmbedding.model_construct(
             product_id=product.product_id,
             model_version=str(metadata.version),
             text_embedding=encode_vector(result.text_embedding),
@@ -320,3 +329,16 @@ class InferenceStep:
             out.review.append(review)
         out.last_predictions[product.product_id] = prediction.model_dump_json()
         EVENTS.labels(stage=STAGE, outcome="categorised").inc()
+
+
+def _trusted_prediction(fields: dict[str, Any]) -> Prediction:
+    """A ``Prediction`` from fields that were validated when it was first made."""
+    categories = [CategoryScore.model_construct(**c) for c in fields.get("categories") or ()]
+    top = fields.get("top_category")
+    return Prediction.model_construct(
+        **{
+            **fields,
+            "categories": categories,
+            "top_category": CategoryScore.model_construct(**top) if top else None,
+        }
+    )

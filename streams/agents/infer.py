@@ -139,30 +139,56 @@ class InferAgent:
 
     async def _take(self, stream: Any, pending: asyncio.Queue[_Pending]) -> None:
         within = self.settings.batch_max_wait_ms / 1000
-        async for events in stream.noack_take(self.settings.batch_max_products, within=within):
-            batch, admitted = await self._admit(list(events))
-            if admitted:
-                await pending.put(self._start(batch, admitted))
+        async for events in stream.noack_take(self.settings.take_max_events, within=within):
+            admitted = await self._admit(list(events))
+            for batch in self._triton_batches(admitted):
+                products = [product for _, product in batch if product is not None]
+                await pending.put(self._start(products, [event for event, _ in batch]))
+
+    def _triton_batches(
+        self, admitted: list[tuple[Any, NormalisedProduct | None]]
+    ) -> list[list[tuple[Any, NormalisedProduct | None]]]:
+        """``admitted`` cut into batches of at most ``batch_max_products`` to infer.
+
+        Unchanged products (they carry their last prediction forward) ride along free:
+        in a re-published feed with 90% unchanged, a take of 64 events held ~6 products
+        to infer, and the feed went through Triton in requests a tenth of the size a
+        fresh one gets (session 5: re-published only 2x faster than fresh).
+        """
+        batches: list[list[tuple[Any, NormalisedProduct | None]]] = [[]]
+        to_infer = 0
+        for event, product in admitted:
+            inferred = (
+                product is not None
+                and product.op != "delete"
+                and (product.changed or self.in_flight[product.product_id] > 0)
+            )
+            if inferred and to_infer >= self.settings.batch_max_products:
+                batches.append([])
+                to_infer = 0
+            batches[-1].append((event, product))
+            to_infer += inferred
+        return [batch for batch in batches if batch]
 
     async def _finish_in_order(self, pending: asyncio.Queue[_Pending]) -> None:
         while True:
             task, products, events, changed = await pending.get()
             await self._finish(task, products, events, changed)
 
-    async def _admit(self, events: list[Any]) -> tuple[list[NormalisedProduct], list[Any]]:
-        """Decode the events that are next in their partition; dead-letter undecodable ones."""
-        products: list[NormalisedProduct] = []
-        admitted: list[Any] = []
+    async def _admit(self, events: list[Any]) -> list[tuple[Any, NormalisedProduct | None]]:
+        """The events that are next in their partition, each with its product (None:
+        undecodable, and dead-lettered)."""
+        admitted: list[tuple[Any, NormalisedProduct | None]] = []
         for event in events:
             message = event.message
             if not await self.contiguity.admit(self.app.consumer, message.tp, message.offset):
                 continue
-            admitted.append(event)
             try:
-                products.append(_decode(message))
+                admitted.append((event, _decode(message)))
             except Exception as exc:  # invalid, or a bug: the one error path decides
                 await self._dead_letter(message, exc)
-        return products, admitted
+                admitted.append((event, None))
+        return admitted
 
     def _start(self, products: list[NormalisedProduct], events: list[Any]) -> _Pending:
         # An unchanged product whose changed version is still in flight has no usable

@@ -113,9 +113,11 @@ class NormaliseStep:
         # Encoded before the state changes: a product that cannot be published leaves
         # the table as it was (and becomes a dead letter).
         await self._publish(product)
-        self.states[product.product_id] = next_state(
-            previous, product.updated_at, product.fingerprint
-        ).as_dict()
+        state = next_state(previous, product.updated_at, product.fingerprint)
+        if state != previous:
+            # Only a new state is written: each write is a changelog record, and in a
+            # re-published feed most products' state is what the table already holds.
+            self.states[product.product_id] = state.as_dict()
         return verdict.value
 
     def _normalise(self, raw: RawProduct) -> NormalisedProduct:
@@ -225,7 +227,7 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
         # noack + explicit ack: an event is acked only once its output was delivered,
         # never by the iterator's cleanup when the agent is cancelled mid-batch.
         within = settings.batch_max_wait_ms / 1000
-        async for events in stream.noack_take(settings.batch_max_products, within=within):
+        async for events in stream.noack_take(settings.take_max_events, within=within):
             handled = []
             for event in events:
                 message = event.message

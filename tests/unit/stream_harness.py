@@ -90,8 +90,10 @@ class MemoryStream:
     def __init__(self, batches: list[list[Event]]) -> None:
         self.batches = batches
         self.acked: list[Event] = []
+        self.take_max: list[int] = []  # the ``max_`` of every noack_take call
 
     async def noack_take(self, max_: int, within: float) -> Any:
+        self.take_max.append(max_)
         for batch in self.batches:
             yield batch
         await asyncio.Event().wait()

@@ -113,7 +113,9 @@ def category_score(
     """One category with the model's (hierarchy-consistent) score for it."""
     space = metadata.space
     score = float(result.probabilities[space.index(category_id)]) if category_id in space else 0.0
-    return CategoryScore(
+    # Built, not validated (scores are clamped here): the consumer of the event validates
+    # it once, on receipt (issue 10: one validation per product per hop).
+    return CategoryScore.model_construct(
         id=category_id,
         path=taxonomy.path_str(category_id),
         score=min(1.0, max(0.0, score)),
@@ -136,7 +138,7 @@ def candidates(
 ) -> list[CategoryScore]:
     """The top-5 leaf candidates with their scores, best first."""
     return [
-        CategoryScore(
+        CategoryScore.model_construct(
             id=cid,
             path=taxonomy.path_str(cid),
             score=min(1.0, max(0.0, score)),
@@ -174,8 +176,12 @@ def build_prediction(
     needs_review: bool,
     image_failed: bool = False,
 ) -> Prediction:
-    """The ``products.predictions`` event for one categorised product."""
-    return Prediction(
+    """The ``products.predictions`` event for one categorised product.
+
+    Built, not validated: its inputs are the validated product and the model's clamped
+    scores, and whoever reads the topic validates it once (one validation per hop).
+    """
+    return Prediction.model_construct(
         product_id=product.product_id,
         model_name=model_name,
         model_version=str(metadata.version),
