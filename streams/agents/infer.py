@@ -38,6 +38,7 @@ from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
 from streams.app import product_topic
 from streams.contiguity import PartitionContiguity, watch_partitions
+from streams.idle_take import take_batches
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
 from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
@@ -139,7 +140,7 @@ class InferAgent:
 
     async def _take(self, stream: Any, pending: asyncio.Queue[_Pending]) -> None:
         within = self.settings.batch_max_wait_ms / 1000
-        async for events in stream.noack_take(self.settings.take_max_events, within=within):
+        async for events in take_batches(stream, self.settings.take_max_events, within):
             admitted = await self._admit(list(events))
             for batch in self._triton_batches(admitted):
                 products = [product for _, product in batch if product is not None]

@@ -44,6 +44,7 @@ from streams.change_detection import (
     next_state,
 )
 from streams.contiguity import PartitionContiguity, watch_partitions
+from streams.idle_take import take_batches
 from streams.raw_decoding import decode_raw_product
 
 STAGE = "normalise"
@@ -227,7 +228,7 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
         # noack + explicit ack: an event is acked only once its output was delivered,
         # never by the iterator's cleanup when the agent is cancelled mid-batch.
         within = settings.batch_max_wait_ms / 1000
-        async for events in stream.noack_take(settings.take_max_events, within=within):
+        async for events in take_batches(stream, settings.take_max_events, within):
             handled = []
             for event in events:
                 message = event.message

@@ -91,6 +91,17 @@ class MemoryStream:
         self.batches = batches
         self.acked: list[Event] = []
         self.take_max: list[int] = []  # the ``max_`` of every noack_take call
+        self.processors: list[Any] = []
+
+    def add_processor(self, processor: Any) -> None:
+        self.processors.append(processor)
+
+    async def wait_for_stopped(
+        self,
+        *waiting: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (mode's signature)
+    ) -> bool:
+        return False  # this stream's take never waits
 
     async def noack_take(self, max_: int, within: float) -> Any:
         self.take_max.append(max_)
