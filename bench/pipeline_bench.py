@@ -40,7 +40,7 @@ import random
 import statistics
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -891,7 +891,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the sinks inside the worker (`worker --sinks`) instead of as their own processes",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes in one consumer group"
+        "--workers",
+        type=_worker_counts,
+        default=[1],
+        help="worker processes in one consumer group; several (e.g. 1,2,4) run the bench "
+        f"once for each, over {SCALE_PARTITIONS} partitions, and add a scaling table",
     )
     parser.add_argument(
         "--keep-data",
@@ -909,14 +913,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         naive_products=args.naive_products,
         profile=args.profile,
         sinks_in_worker=args.sinks_in_worker,
-        workers=args.workers,
+        workers=args.workers[0],
         keep_data=args.keep_data,
     )
-    report = run_pipeline_bench(load_settings(), args.workdir, options)
-    write_json(asdict(report), args.out)
-    print(report.table())
-    print(f"\nJSON: {args.out}")
+    settings = load_settings()
+    if len(args.workers) == 1:
+        report = run_pipeline_bench(settings, args.workdir, options)
+        write_json(asdict(report), args.out)
+        print(report.table())
+        print(f"\nJSON: {args.out}")
+        return 0
+    # Scale-out: the same bench with 1, 2, 4 ... workers, each its own static member.
+    settings = settings.model_copy(update={"topic_partitions": SCALE_PARTITIONS})
+    reports = []
+    for count in args.workers:
+        report = run_pipeline_bench(
+            settings, args.workdir / f"workers-{count}", replace(options, workers=count)
+        )
+        print(f"\n### {count} worker process(es)\n\n{report.table()}")
+        reports.append(report)
+    write_json({"scaling": [asdict(r) for r in reports]}, args.out)
+    print(f"\n{scaling_table(reports)}\n\nJSON: {args.out}")
     return 0
+
+
+SCALE_PARTITIONS = 8
+
+
+def _worker_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give worker counts of at least 1, e.g. 1,2,4")
+    return counts
+
+
+def scaling_table(reports: Sequence[PipelineReport]) -> str:
+    """One row per worker count: throughput, ratios and CPU per product of the workers."""
+    lines = [
+        "| workers | end to end (products/s) | ÷ Triton-only | publish → last prediction "
+        "(products/s) | CPU/product, all workers | CPU/product outside Triton |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for report in reports:
+        cpu = report.cpu_ms_per_product()
+        workers_ms = sum(v for k, v in cpu.items() if k.startswith("worker"))
+        outside = sum(v for k, v in cpu.items() if k != "triton")
+        e2e = report.end_to_end
+        lines.append(
+            f"| {report.settings['options']['workers']} | {e2e.products_per_s:,.1f} | "
+            f"{report.ratio_to_ceiling:.2f} | {e2e.predicted_products_per_s:,.1f} | "
+            f"{workers_ms:,.1f} ms | {outside:,.1f} ms |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
