@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         default="EUR", description="Currency /products/{id}/offers converts prices to"
     )
 
+    # --- how the matching agent scores pairs (issue 12) ------------------------
+    matcher_serving: Literal["triton", "process"] = Field(
+        default="triton",
+        description="triton: score through Triton's matcher model (the highest READY "
+        "version); process: load the highest version from the model repository in the worker",
+    )
+
     # --- offer prices: the exchange-rate table (issue 12) ----------------------
     offer_exchange_rates_file: Path | None = Field(
         default=None,

@@ -32,8 +32,11 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from numpy.typing import NDArray
 
 from catstream.errors import RecoverableError
 from catstream.logs import get_logger
@@ -43,7 +46,6 @@ from schemas.events import OfferGroup, OfferMatch, now_ms
 from streams.match_candidates import MatchBackends, Vectors, Version, WriteConflict, search_keys
 from streams.offer_groups import GraphNode, assign_groups
 from triton_models.matcher.features import MatchRecord
-from triton_models.matcher.pair_model import PairModel
 from triton_models.matcher.records import record_from_fields
 from triton_models.matcher.variants import conflict_reason
 
@@ -62,6 +64,16 @@ RECORD_FIELDS = (
     "colour",
     "extra",
 )
+
+
+class PairScorer(Protocol):
+    """The pair model as matching uses it: in process (``PairModel``) or served by Triton
+    (``triton_models.matcher.client.TritonPairModel``)."""
+
+    threshold: float
+    metadata: dict[str, Any]
+
+    def score_pairs(self, pairs: Sequence[tuple[MatchRecord, MatchRecord]]) -> NDArray[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -100,14 +112,20 @@ class Regrouped:
 
 
 class OfferMatcher:
-    def __init__(self, settings: Settings, model: PairModel, backends: MatchBackends) -> None:
+    def __init__(self, settings: Settings, model: PairScorer, backends: MatchBackends) -> None:
         self.settings = settings
         self.model = model
         self.backends = backends
-        self.threshold = (
-            settings.match_threshold if settings.match_threshold is not None else model.threshold
-        )
-        self.version = str(model.metadata.get("version", "0"))
+
+    @property
+    def threshold(self) -> float:
+        if self.settings.match_threshold is not None:
+            return self.settings.match_threshold
+        return float(self.model.threshold)
+
+    @property
+    def version(self) -> str:
+        return str(self.model.metadata.get("version", "0"))
 
     # --------------------------------------------------------------- upsert
 

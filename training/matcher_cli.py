@@ -35,6 +35,7 @@ from training.matcher_pairs import (
 )
 from triton_models.matcher.blocking import CandidateIndex, blocking_recall
 from triton_models.matcher.pair_model import (
+    MODEL_NAME,
     MatcherVersionError,
     PairModel,
     binary_metrics,
@@ -55,6 +56,11 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
     if name == "train-matcher":
         parser.add_argument("--valid", type=Path, help="default: valid.jsonl beside --pairs")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--no-load",
+            action="store_true",
+            help="only write the version; by default it is also loaded into Triton (served)",
+        )
         parser.set_defaults(handler=run_train)
     else:
         parser.add_argument("--version", type=int, help="matcher version (default: the highest)")
@@ -104,6 +110,39 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"matcher version {path.name} written to {path}")
     print(f"threshold {threshold:.2f} (best F1 on {valid_path.name}); valid: {_line(metrics)}")
+    return 0 if args.no_load else load_into_triton(settings, int(path.name))
+
+
+def load_into_triton(settings: Settings, version: int) -> int:
+    """Serve ``version`` alone (the matcher keeps no rollback version loaded)."""
+    from triton_models.categoriser.model_control import _client, load_versions
+
+    config = Path(settings.model_repository) / MODEL_NAME / "config.pbtxt"
+    if not config.is_file():
+        print(
+            f"not loaded: {config} is missing, so {settings.model_repository} is not a "
+            "repository Triton serves (the stack's is CATSTREAM_HOME/model-repository)"
+        )
+        return 0
+    client = _client(settings)
+    try:
+        live = bool(client.is_server_live())
+    except Exception:  # tritonclient raises its own errors, and socket ones
+        live = False
+    finally:
+        client.close()
+    if not live:
+        print(
+            f"not loaded: Triton at {settings.triton_http_url} does not answer; "
+            "`catstream stack up` serves the highest version, or rerun with Triton up"
+        )
+        return 0
+    try:
+        load_versions(settings, [version], name=MODEL_NAME)
+    except RuntimeError as exc:
+        print(f"catstream train-matcher: {exc}")
+        return 1
+    print(f"Triton serves matcher version {version}")
     return 0
 
 

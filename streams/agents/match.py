@@ -77,10 +77,17 @@ class MatchStep:
     @property
     def matcher(self) -> OfferMatcher:
         if self._matcher is None:
-            from triton_models.matcher.pair_model import load_served
             from workers.elasticsearch_index import elasticsearch_client
 
-            model = load_served(self.settings.model_repository)
+            model: Any
+            if self.settings.matcher_serving == "triton":
+                from triton_models.matcher.client import TritonPairModel
+
+                model = TritonPairModel(self.settings)
+            else:
+                from triton_models.matcher.pair_model import load_served
+
+                model = load_served(self.settings.model_repository)
             backends = MatchBackends(self.settings, elasticsearch_client(self.settings))
             self._matcher = OfferMatcher(self.settings, model, backends)
         return self._matcher

@@ -11,6 +11,7 @@ and publishes groups on ``products.matches``; the Elasticsearch sink writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from catstream.cli import main as catstream_main
@@ -32,6 +34,9 @@ from streams.topics import create_topics
 from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
 from tests.integration.running_worker import WorkerProcess, wait_until
 from triton_models.categoriser.encoder import shared_encoder
+from triton_models.categoriser.model_control import triton_model_state
+from triton_models.matcher.client import TritonPairModel
+from triton_models.matcher.pair_model import load_version, version_dirs
 from triton_models.matcher.records import embedding_sentence, record_from_fields
 from workers.elasticsearch_index import elasticsearch_client
 
@@ -43,15 +48,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def matcher_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model repository holding one matcher version trained on other products' pairs."""
+def matcher_repository(tmp_path_factory: pytest.TempPathFactory, stack: Settings) -> Path:
+    """The stack's model repository, with a matcher version trained on other products'
+    pairs and loaded into the stack's Triton (``train-matcher`` loads what it trains)."""
     root = tmp_path_factory.mktemp("matcher")
     train, valid = training_pairs(root / "pairs")
-    repository = root / "model-repository"
-    settings_env = {"CATSTREAM_MODEL_REPOSITORY": str(repository)}
+    repository = Path(stack.model_repository)
     with pytest.MonkeyPatch.context() as env:
-        for name, value in settings_env.items():
-            env.setenv(name, value)
+        env.setenv("CATSTREAM_MODEL_REPOSITORY", str(repository))
         from catstream.settings import get_settings
 
         get_settings.cache_clear()
@@ -62,8 +66,34 @@ def matcher_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         finally:
             get_settings.cache_clear()
     assert code == 0
-    assert (repository / "matcher" / "1" / "metadata.json").is_file()
+    version = max(version_dirs(repository))
+    assert (repository / "matcher" / str(version) / "model.py").is_file()
+    assert triton_model_state(stack, name="matcher").get(version) == "READY"
     return repository
+
+
+def test_triton_scores_pairs_as_the_model_does_in_process(
+    stack: Settings, matcher_repository: Path
+) -> None:
+    """The served matcher (Triton's python backend) gives the in-process scores, bit for bit."""
+    rows = offers(catalogue())
+    records = [record_from_fields(r["fields"], product_id=r["product_id"]) for r in rows]
+    vectors = shared_encoder().encode([embedding_sentence(r) for r in records])
+    records = [
+        dataclasses.replace(r, text_vector=tuple(float(x) for x in v))
+        for r, v in zip(records, vectors, strict=True)
+    ]
+    pairs = [(records[0], other) for other in records[1:]]
+    pairs += [(records[3], other) for other in records if other is not records[3]]
+    served = TritonPairModel(stack.model_copy(update={"model_repository": matcher_repository}))
+    try:
+        version = max(version_dirs(matcher_repository))
+        assert served.version == version
+        in_process = load_version(matcher_repository / "matcher" / str(version))
+        assert served.threshold == in_process.threshold
+        assert np.array_equal(served.score_pairs(pairs), in_process.score_pairs(pairs))
+    finally:
+        served.close()
 
 
 @pytest.fixture
@@ -165,6 +195,9 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
     assert all(p is not None for p in prices)
     assert prices == sorted(prices)
     assert {offer["product_id"] for offer in body["offers"]} == {"bestbuyz-0", "megamart-0"}
+    # Converted with the dated table, which the answer names.
+    assert body["exchange_rates"]["date"] == "2026-10-30"
+    assert all(offer["unconverted"] is None for offer in body["offers"])
 
     # The product documents in Elasticsearch carry the group too.
     es = elasticsearch_client(settings)
