@@ -32,11 +32,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from numpy.typing import NDArray
+from typing import Any
 
 from catstream.errors import RecoverableError
 from catstream.logs import get_logger
@@ -46,6 +43,7 @@ from schemas.events import OfferGroup, OfferMatch, now_ms
 from streams.match_candidates import MatchBackends, Vectors, Version, WriteConflict, search_keys
 from streams.offer_groups import GraphNode, assign_groups
 from triton_models.matcher.features import MatchRecord
+from triton_models.matcher.pair_model import PairScorer
 from triton_models.matcher.records import record_from_fields
 from triton_models.matcher.variants import conflict_reason
 
@@ -64,16 +62,6 @@ RECORD_FIELDS = (
     "colour",
     "extra",
 )
-
-
-class PairScorer(Protocol):
-    """The pair model as matching uses it: in process (``PairModel``) or served by Triton
-    (``triton_models.matcher.client.TritonPairModel``)."""
-
-    threshold: float
-    metadata: dict[str, Any]
-
-    def score_pairs(self, pairs: Sequence[tuple[MatchRecord, MatchRecord]]) -> NDArray[Any]: ...
 
 
 @dataclass(frozen=True)

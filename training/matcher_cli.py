@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from catstream.errors import RecoverableError
 from catstream.logs import get_logger
 from catstream.settings import Settings
 from training.matcher_pairs import (
@@ -38,6 +39,7 @@ from triton_models.matcher.pair_model import (
     MODEL_NAME,
     MatcherVersionError,
     PairModel,
+    PairScorer,
     binary_metrics,
     export_version,
     load_served,
@@ -64,6 +66,11 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
         parser.set_defaults(handler=run_train)
     else:
         parser.add_argument("--version", type=int, help="matcher version (default: the highest)")
+        parser.add_argument(
+            "--triton",
+            action="store_true",
+            help="score through the matcher Triton serves (its highest READY version)",
+        )
         parser.add_argument(
             "--index",
             type=Path,
@@ -147,7 +154,7 @@ def load_into_triton(settings: Settings, version: int) -> int:
 
 
 def evaluate(
-    model: PairModel, test: LabelledPairs, index_sets: list[LabelledPairs], blocking: bool
+    model: PairScorer, test: LabelledPairs, index_sets: list[LabelledPairs], blocking: bool
 ) -> dict[str, Any]:
     scores = model.score_pairs(test.pairs)
     metrics = binary_metrics(test.labels, scores >= model.threshold)
@@ -175,13 +182,24 @@ def evaluate(
 
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        model = load_served(settings.model_repository, args.version)
+        model: PairScorer
+        if args.triton:
+            from triton_models.matcher.client import TritonPairModel
+
+            if args.version is not None:
+                print(
+                    "catstream evaluate-matcher: --triton scores the served version; drop --version"
+                )
+                return 2
+            model = TritonPairModel(settings)
+        else:
+            model = load_served(settings.model_repository, args.version)
         loaded = with_vectors(
             [read_pairs(args.pairs), *[read_pairs(p) for p in args.index]],
             args.cache,
             not args.quiet,
         )
-    except (PairsError, MatcherVersionError) as exc:
+    except (PairsError, MatcherVersionError, RecoverableError) as exc:
         print(f"catstream evaluate-matcher: {exc}")
         return 2
     result = evaluate(model, loaded[0], loaded[1:], blocking=not args.no_blocking)

@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from triton_models.matcher.features import FEATURE_NAMES, MatchRecord, PairFeaturizer
+from triton_models.python_backend import install_model_py
 
 MODEL_NAME = "matcher"
 MODEL_FILE = "model.pkl"
@@ -42,6 +43,16 @@ TRITON_MODEL_SOURCE = Path(__file__).with_name("triton_model.py")
 
 class MatcherVersionError(LookupError):
     """No usable matcher version; the message says what to run."""
+
+
+class PairScorer(Protocol):
+    """The pair model as matching and evaluation use it: in process (``PairModel``) or
+    served by Triton (``triton_models.matcher.client.TritonPairModel``)."""
+
+    threshold: float
+    metadata: dict[str, Any]
+
+    def score_pairs(self, pairs: Sequence[tuple[MatchRecord, MatchRecord]]) -> NDArray[Any]: ...
 
 
 @dataclass
@@ -146,7 +157,7 @@ def export_version(model: PairModel, model_repository: Path) -> Path:
             "model_sha256": hashlib.sha256(blob).hexdigest(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
-        shutil.copyfile(TRITON_MODEL_SOURCE, staging / "model.py")
+        install_model_py(TRITON_MODEL_SOURCE, staging)
         target = root / str(version)
         staging.rename(target)
     except BaseException:
