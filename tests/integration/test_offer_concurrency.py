@@ -191,3 +191,24 @@ def test_two_new_offers_of_one_product_find_each_other(
         lambda: first.match(inputs["bestbuyz-0"]), lambda: second.match(inputs["megamart-0"])
     )
     _assert_consistent(_stored(topic_settings), [{"bestbuyz-0", "megamart-0"}])
+
+
+def test_groups_changed_since_they_were_published_are_published_again(
+    topic_settings: Settings,
+    matcher_repository: Path,  # noqa: F811 (the imported fixture)
+    inputs: dict[str, MatchInput],
+) -> None:
+    """Another worker regrouped shopa-0 after this one read it: its event may have landed
+    on products.matches first, so ``refreshed`` gives shopa-0's stored group to publish."""
+    serial, _, other = _matchers(topic_settings, matcher_repository)
+    first = serial.match(inputs["shopa-0"])
+    assert [e.members for e in first.events] == [["shopa-0"]]
+    assert serial.refreshed(first.versions) == ([], [], {})  # nothing changed since
+    other.backends.first = False  # type: ignore[attr-defined]  # no race partner here
+    other.match(inputs["bestbuyz-0"])
+    events, gone, versions = serial.refreshed(first.versions)
+    assert [(e.product_id, e.members) for e in events] == [("shopa-0", ["bestbuyz-0", "shopa-0"])]
+    assert gone == []
+    assert serial.refreshed(versions) == ([], [], {})
+    serial.remove("shopa-0")
+    assert serial.refreshed(versions)[1] == ["shopa-0"]  # deleted since: a tombstone
