@@ -29,16 +29,18 @@ from catstream.cli import main as catstream_main
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, ProductEmbedding
 from schemas.vectors import encode_vector
+from streams.app import faust_group_id
 from streams.topic_records import latest_by_key, publish_json, read_topic
 from streams.topics import create_topics
 from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
-from tests.integration.running_worker import WorkerProcess, wait_until
+from tests.integration.running_worker import WorkerProcess, partition_owners, wait_until
 from triton_models.categoriser.encoder import shared_encoder
 from triton_models.categoriser.model_control import triton_model_state
 from triton_models.matcher.client import TritonPairModel
 from triton_models.matcher.pair_model import load_version, version_dirs
 from triton_models.matcher.records import embedding_sentence, record_from_fields
 from workers.elasticsearch_index import elasticsearch_client
+from workers.offer_index import offer_index
 
 
 def _free_port() -> int:
@@ -254,6 +256,68 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
         what="the deleted product to leave its group",
     )
     assert _groups(settings)["bestbuyz-0"]["offer_group"] == first["bestbuyz-0"]["offer_group"]
+
+
+def test_two_workers_match_one_feed_into_the_right_groups(
+    topic_settings: Settings, matcher_repository: Path, tmp_path: Path
+) -> None:
+    """Two matching workers in one consumer group: the three offers of a product land on
+    either, so regroupings of one group run at the same time. The groups end up right, the
+    offer index agrees with itself, and each product's last event is its stored group."""
+    settings = topic_settings.model_copy(
+        update={
+            "model_repository": matcher_repository,
+            "match_vector_wait_s": 30.0,
+            "topic_partitions": 4,
+        }
+    )
+    create_topics(settings)
+    group, topic = faust_group_id(settings, runs_agents=True), settings.topic("normalised")
+    workers = [
+        WorkerProcess(
+            settings.model_copy(update={"worker_web_port": _free_port()}),
+            tmp_path / f"{name}.log",
+            "--agents",
+            "match",
+            *extra,
+            "--instance-id",
+            name,
+        ).start()
+        for name, extra in (("m0", ("--sinks",)), ("m1", ()))
+    ]
+    try:
+        wait_until(
+            lambda: sum(1 for p in partition_owners(settings, group, topic).values() if p) == 2,
+            timeout_s=180,
+            what="both workers to own partitions of the input",
+        )
+        rows = offers(catalogue())
+        _publish(settings, rows)
+        expected = _expected(rows)
+        wait_until(
+            lambda: _settled(settings, expected) or not all(w.alive() for w in workers),
+            timeout_s=240,
+            what="every product's offer group to list exactly its merchants' offers",
+        )
+        assert all(w.alive() for w in workers), [w.log_tail() for w in workers]
+        es = elasticsearch_client(settings)
+        try:
+            es.indices.refresh(index=offer_index(settings))
+            hits = es.search(index=offer_index(settings), size=500)["hits"]["hits"]
+        finally:
+            es.close()
+        stored = {hit["_id"]: hit["_source"] for hit in hits}
+        assert set(stored) == set(expected)
+        for pid, doc in stored.items():
+            for other in doc.get("edges") or {}:
+                assert pid in (stored[other].get("edges") or {}), f"{pid}->{other} one-sided"
+        latest = _groups(settings)
+        assert {pid: latest[pid]["offer_group"] for pid in stored} == {
+            pid: doc["offer_group"] for pid, doc in stored.items()
+        }
+    finally:
+        for process in workers:
+            process.stop()
 
 
 def _histogram(settings: Settings, name: str) -> tuple[dict[float, float], float, float]:
