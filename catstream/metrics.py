@@ -140,6 +140,14 @@ MATCH_PAIRS = Counter(
     ["verdict"],
     registry=REGISTRY,
 )
+# Matching under concurrent workers (issue 12): regroupings recomputed because another
+# worker changed the offer documents first, or because a concurrent product appeared.
+MATCH_RETRIES = Counter(
+    "catstream_match_retries_total",
+    "Regroupings the matching agent redid, by reason (write_conflict, new_candidate)",
+    ["reason"],
+    registry=REGISTRY,
+)
 MATCH_SECONDS = Histogram(
     "catstream_match_seconds",
     "Time the matching agent added per product (candidates, scoring, grouping, publishing)",

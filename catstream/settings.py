@@ -216,10 +216,26 @@ class Settings(BaseSettings):
     offer_currency: str = Field(
         default="EUR", description="Currency /products/{id}/offers converts prices to"
     )
-    offer_exchange_rates: dict[str, float] = Field(
-        default_factory=lambda: {"EUR": 1.0, "GBP": 1.17, "USD": 0.92, "CHF": 1.05},
-        description="Units of offer_currency per unit of each currency (set real rates in "
-        "production); offers in other currencies are listed after the converted ones",
+
+    # --- how the matching agent scores pairs (issue 12) ------------------------
+    matcher_serving: Literal["triton", "process"] = Field(
+        default="triton",
+        description="triton: score through Triton's matcher model (the highest READY "
+        "version); process: load the highest version from the model repository in the worker",
+    )
+
+    # --- offer prices: the exchange-rate table (issue 12) ----------------------
+    offer_exchange_rates_file: Path | None = Field(
+        default=None,
+        description="Exchange-rate table /offers converts prices with: the ECB's daily "
+        "eurofxref.csv (from eurofxref.zip, unzipped) or JSON {date, base, source, rates}; "
+        "default: the ECB reference rates of 2026-10-30 shipped in catstream/data/eurofxref.csv",
+    )
+    offer_exchange_rates_max_age_days: int = Field(
+        default=7,
+        ge=0,
+        description="/offers and `catstream offers` flag a rate table older than this as stale "
+        "and say what to configure (0: never)",
     )
 
     # --- hot path (issue 10) ---------------------------------------------------

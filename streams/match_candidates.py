@@ -13,6 +13,14 @@ candidate that is not in the offer index yet has not been matched itself and
 is skipped (it finds this product when its own turn comes). All calls are
 blocking (run them in a thread); Milvus or Elasticsearch being unavailable
 raises ``RecoverableError``.
+
+Several workers match concurrently (products are keyed by product id, so two
+products of one group can be matched at once by two workers), and each
+regrouping is a read-modify-write of the neighbours' documents. So reads
+return each document's ``(_seq_no, _primary_term)`` (``Version``) and writes
+are conditional on it (``if_seq_no``/``if_primary_term``; a product's first
+document is a ``create``): a write that lost the race raises ``WriteConflict``
+(Elasticsearch's 409), and the matcher re-reads and recomputes.
 """
 
 from __future__ import annotations
@@ -34,6 +42,16 @@ from workers.offer_index import ensure_offer_index, offer_index
 
 T = TypeVar("T")
 QUERY_TIMEOUT_S = 10.0
+Version = tuple[int, int]  # an offer document's (_seq_no, _primary_term)
+
+
+class WriteConflict(Exception):
+    """Another worker changed (or created, or deleted) an offer document since it was read."""
+
+    def __init__(self, product_ids: list[str], written: list[str] | None = None) -> None:
+        super().__init__(f"offer documents changed concurrently: {', '.join(product_ids[:5])}")
+        self.product_ids = product_ids
+        self.written = written or []  # what the same request did write (a bulk is no transaction)
 
 
 @dataclass
@@ -93,8 +111,15 @@ class MatchBackends:
         return bool(rows)
 
     def nearest(
-        self, product_id: str, vectors: Vectors, cat_l1: int | None, k: int
+        self,
+        product_id: str,
+        vectors: Vectors,
+        cat_l1: int | None,
+        k: int,
+        with_vectors: bool = True,
     ) -> dict[str, Vectors]:
+        """The k nearest products by text (and image) vector; ``with_vectors=False``
+        reads ids only (their ``Vectors`` are empty)."""
         clauses: list[str] = ["product_id != {pid}"]
         params: dict[str, Any] = {"pid": product_id}
         if cat_l1:
@@ -116,13 +141,20 @@ class MatchBackends:
                     anns_field=f,
                     **e.kwargs(self._binds is not False),
                     limit=k,
-                    output_fields=["text_vector", "image_vector", "has_image"],
+                    output_fields=(
+                        ["text_vector", "image_vector", "has_image"]
+                        if with_vectors
+                        else ["product_id"]
+                    ),
                     search_params={"metric_type": "COSINE"},
                     timeout=QUERY_TIMEOUT_S,
                 ),
             )
             for hit in hits[0]:
-                found.setdefault(str(hit["product_id"]), _vectors(hit["entity"]))
+                found.setdefault(
+                    str(hit["product_id"]),
+                    _vectors(hit["entity"]) if with_vectors else Vectors(None, None),
+                )
         return found
 
     def vectors_of(self, product_ids: list[str]) -> dict[str, Vectors]:
@@ -209,41 +241,91 @@ class MatchBackends:
 
     def documents(self, product_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Realtime reads of offer documents (absent ones are left out)."""
+        return self.read(product_ids)[0]
+
+    def read(
+        self, product_ids: list[str], source: bool = True
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Version]]:
+        """Realtime reads: (id → document, id → its version), absent ones left out."""
         if not product_ids:
-            return {}
+            return {}, {}
         response = self._es_call(
             "reading offer documents",
-            lambda: self.es.mget(index=self.index, ids=sorted(set(product_ids))),
+            lambda: self.es.mget(index=self.index, ids=sorted(set(product_ids)), source=source),
         )
-        return {
-            str(doc["_id"]): dict(doc["_source"]) for doc in response["docs"] if doc.get("found")
+        found = [doc for doc in response["docs"] if doc.get("found")]
+        documents = {str(doc["_id"]): dict(doc.get("_source") or {}) for doc in found}
+        versions = {
+            str(doc["_id"]): (int(doc["_seq_no"]), int(doc["_primary_term"])) for doc in found
         }
+        return documents, versions
 
-    def write(self, upserts: dict[str, dict[str, Any]], deletes: list[str]) -> None:
-        """Index ``upserts`` and delete ``deletes``, visible to search when this returns."""
+    def versions(self, product_ids: list[str]) -> dict[str, Version]:
+        """The current version of each offer document (absent ones left out)."""
+        return self.read(product_ids, source=False)[1]
+
+    def write(
+        self,
+        upserts: dict[str, dict[str, Any]],
+        deletes: list[str],
+        expected: dict[str, Version],
+    ) -> dict[str, Version]:
+        """Write ``upserts`` and delete ``deletes`` if each is still at its ``expected``
+        version (a document without one must not exist yet); visible to search on return.
+
+        Returns the written documents' new versions. Raises ``WriteConflict`` when any
+        document had changed: the others are written all the same (a bulk request is not
+        a transaction), so the caller re-reads and recomputes from what is stored.
+        """
         operations: list[dict[str, Any]] = []
         for product_id, source in sorted(upserts.items()):
-            operations.append({"index": {"_index": self.index, "_id": product_id}})
+            operations.append(_conditional("index", self.index, product_id, expected))
             operations.append(source)
         for product_id in deletes:
-            operations.append({"delete": {"_index": self.index, "_id": product_id}})
+            operations.append(_conditional("delete", self.index, product_id, expected))
         if not operations:
-            return
+            return {}
         response = self._es_call(
             "writing offer documents",
             lambda: self.es.bulk(operations=operations, refresh="wait_for"),
         )
-        if response.get("errors"):
-            failed = [
-                item
-                for item in response["items"]
-                for op in item.values()
-                if op.get("status", 200) >= 300 and op.get("status") != 404
-            ]
-            if failed:
-                raise RecoverableError(
-                    "elasticsearch", f"offer index refused {len(failed)} writes: {failed[:2]}"
-                )
+        written: dict[str, Version] = {}
+        conflicts: list[str] = []
+        failed: list[dict[str, Any]] = []
+        for item in response["items"]:
+            for kind, result in item.items():
+                status = int(result.get("status", 200))
+                if status == 409:
+                    conflicts.append(str(result.get("_id")))
+                elif status == 404 and kind == "delete":
+                    continue  # already gone
+                elif status >= 300:
+                    failed.append(result)
+                elif kind != "delete":
+                    written[str(result["_id"])] = (
+                        int(result["_seq_no"]),
+                        int(result["_primary_term"]),
+                    )
+        if failed:
+            raise RecoverableError(
+                "elasticsearch", f"offer index refused {len(failed)} writes: {failed[:2]}"
+            )
+        if conflicts:
+            raise WriteConflict(conflicts, written=sorted(written))
+        return written
+
+    def group_members(self, offer_group: str, size: int) -> list[str]:
+        """The product ids of one offer group (at most ``size``)."""
+        response = self._es_call(
+            "reading an offer group",
+            lambda: self.es.search(
+                index=self.index,
+                query={"bool": {"filter": [{"term": {"offer_group": offer_group}}]}},
+                size=size,
+                source=False,
+            ),
+        )
+        return sorted(str(hit["_id"]) for hit in response["hits"]["hits"])
 
     def group_sizes(self) -> dict[int, int]:
         """Group size → how many groups, over the whole offer index."""
@@ -269,6 +351,24 @@ def _vectors(entity: dict[str, Any]) -> Vectors:
         [float(x) for x in text] if text is not None else None,
         [float(x) for x in image] if image is not None else None,
     )
+
+
+def _conditional(
+    kind: str, index: str, product_id: str, expected: dict[str, Version]
+) -> dict[str, Any]:
+    """A bulk action that applies only if the document is still as it was read."""
+    version = expected.get(product_id)
+    if version is None:  # never read: it must not exist (a product's first document)
+        return {"create" if kind == "index" else kind: {"_index": index, "_id": product_id}}
+    seq_no, primary_term = version
+    return {
+        kind: {
+            "_index": index,
+            "_id": product_id,
+            "if_seq_no": seq_no,
+            "if_primary_term": primary_term,
+        }
+    }
 
 
 def search_keys(record: MatchRecord) -> dict[str, Any]:

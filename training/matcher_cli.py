@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from catstream.errors import RecoverableError
 from catstream.logs import get_logger
 from catstream.settings import Settings
 from training.matcher_pairs import (
@@ -35,8 +36,10 @@ from training.matcher_pairs import (
 )
 from triton_models.matcher.blocking import CandidateIndex, blocking_recall
 from triton_models.matcher.pair_model import (
+    MODEL_NAME,
     MatcherVersionError,
     PairModel,
+    PairScorer,
     binary_metrics,
     export_version,
     load_served,
@@ -55,9 +58,19 @@ def register(sub: argparse._SubParsersAction[Any], name: str, help_text: str) ->
     if name == "train-matcher":
         parser.add_argument("--valid", type=Path, help="default: valid.jsonl beside --pairs")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--no-load",
+            action="store_true",
+            help="only write the version; by default it is also loaded into Triton (served)",
+        )
         parser.set_defaults(handler=run_train)
     else:
         parser.add_argument("--version", type=int, help="matcher version (default: the highest)")
+        parser.add_argument(
+            "--triton",
+            action="store_true",
+            help="score through the matcher Triton serves (its highest READY version)",
+        )
         parser.add_argument(
             "--index",
             type=Path,
@@ -104,11 +117,44 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"matcher version {path.name} written to {path}")
     print(f"threshold {threshold:.2f} (best F1 on {valid_path.name}); valid: {_line(metrics)}")
+    return 0 if args.no_load else load_into_triton(settings, int(path.name))
+
+
+def load_into_triton(settings: Settings, version: int) -> int:
+    """Serve ``version`` alone (the matcher keeps no rollback version loaded)."""
+    from triton_models.categoriser.model_control import _client, load_versions
+
+    config = Path(settings.model_repository) / MODEL_NAME / "config.pbtxt"
+    if not config.is_file():
+        print(
+            f"not loaded: {config} is missing, so {settings.model_repository} is not a "
+            "repository Triton serves (the stack's is CATSTREAM_HOME/model-repository)"
+        )
+        return 0
+    client = _client(settings)
+    try:
+        live = bool(client.is_server_live())
+    except Exception:  # tritonclient raises its own errors, and socket ones
+        live = False
+    finally:
+        client.close()
+    if not live:
+        print(
+            f"not loaded: Triton at {settings.triton_http_url} does not answer; "
+            "`catstream stack up` serves the highest version, or rerun with Triton up"
+        )
+        return 0
+    try:
+        load_versions(settings, [version], name=MODEL_NAME)
+    except RuntimeError as exc:
+        print(f"catstream train-matcher: {exc}")
+        return 1
+    print(f"Triton serves matcher version {version}")
     return 0
 
 
 def evaluate(
-    model: PairModel, test: LabelledPairs, index_sets: list[LabelledPairs], blocking: bool
+    model: PairScorer, test: LabelledPairs, index_sets: list[LabelledPairs], blocking: bool
 ) -> dict[str, Any]:
     scores = model.score_pairs(test.pairs)
     metrics = binary_metrics(test.labels, scores >= model.threshold)
@@ -136,13 +182,24 @@ def evaluate(
 
 def run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        model = load_served(settings.model_repository, args.version)
+        model: PairScorer
+        if args.triton:
+            from triton_models.matcher.client import TritonPairModel
+
+            if args.version is not None:
+                print(
+                    "catstream evaluate-matcher: --triton scores the served version; drop --version"
+                )
+                return 2
+            model = TritonPairModel(settings)
+        else:
+            model = load_served(settings.model_repository, args.version)
         loaded = with_vectors(
             [read_pairs(args.pairs), *[read_pairs(p) for p in args.index]],
             args.cache,
             not args.quiet,
         )
-    except (PairsError, MatcherVersionError) as exc:
+    except (PairsError, MatcherVersionError, RecoverableError) as exc:
         print(f"catstream evaluate-matcher: {exc}")
         return 2
     result = evaluate(model, loaded[0], loaded[1:], blocking=not args.no_blocking)

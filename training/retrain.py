@@ -266,7 +266,7 @@ def retrain_once(settings: Settings, options: argparse.Namespace) -> RetrainResu
     if better:
         versions = promote(settings, challenger, name)
         if options.no_load:
-            write_version_policy(repository, versions, name)
+            write_version_policy(repository, versions, name, options.config_name)
         else:
             load_versions(settings, versions, options.config_name, name)
     else:

@@ -176,11 +176,15 @@ async def _similar(request: web.Request) -> web.Response:
 
 async def _offers(request: web.Request) -> web.Response:
     """Other merchants' offers of the same product (its offer group), cheapest first."""
+    from workers.exchange_rates import ExchangeRatesError
     from workers.offers import ProductOffers
 
     product_id = request.match_info["product_id"]
     offers = ProductOffers(request.app[SETTINGS], _search_client(request.app).client)
-    return web.json_response(await asyncio.to_thread(offers.offers, product_id))
+    try:
+        return web.json_response(await asyncio.to_thread(offers.offers, product_id))
+    except ExchangeRatesError as exc:  # the operator's configuration, not the request
+        return _error(500, _message(exc), request)
 
 
 # ------------------------------------------------------------------- plumbing

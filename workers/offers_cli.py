@@ -42,6 +42,11 @@ def _price(offer: dict[str, Any]) -> str:
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"offer group {result['offer_group']} of {result['product_id']}"]
+    rates = result.get("exchange_rates") or {}
+    if rates:
+        lines.append(f"prices in {result['currency']}: {rates['source']} ({rates['file']})")
+    if rates.get("warning"):
+        lines.append(f"warning: {rates['warning']}")
     if not result["offers"]:
         lines.append("no other merchant offers this product (yet)")
         return "\n".join(lines)
@@ -51,4 +56,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"{rank:>3}  {_price(offer):>14}  {offer['merchant'] or '-'!s:<20}  "
             f"{offer['product_id']!s:<24}  {offer['title'] or ''}"
         )
+        if offer.get("unconverted"):
+            lines.append(f"{'':>3}  not converted: {offer['unconverted']}")
+    if result.get("configure"):
+        lines.append(f"to convert every price: {result['configure']}")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from catstream.deadletters import (
     SourceMessage,
     disposition,
 )
-from catstream.errors import InvalidMessage
+from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS, MATCH_SECONDS, OFFER_GROUP_SIZES, OFFER_GROUPS
 from catstream.settings import Settings
@@ -46,12 +46,13 @@ from schemas.vectors import decode_vector
 from streams.agents.guarded import handle_until_done
 from streams.app import product_topic
 from streams.match_candidates import MatchBackends, Vectors
-from streams.matching import RECORD_FIELDS, MatchInput, OfferMatcher
+from streams.matching import RECORD_FIELDS, MatchInput, OfferMatcher, Regrouped
 
 STAGE = "match"
 log = get_logger(__name__, stage=STAGE)
 FIELD_KEYS = (*RECORD_FIELDS, "url", "image_urls")
 GROUP_COUNT_EVERY_S = 30.0
+MAX_REPUBLISH = 20  # rounds of re-publishing groups other workers changed meanwhile
 
 
 class MatchStep:
@@ -76,10 +77,17 @@ class MatchStep:
     @property
     def matcher(self) -> OfferMatcher:
         if self._matcher is None:
-            from triton_models.matcher.pair_model import load_served
             from workers.elasticsearch_index import elasticsearch_client
 
-            model = load_served(self.settings.model_repository)
+            model: Any
+            if self.settings.matcher_serving == "triton":
+                from triton_models.matcher.client import TritonPairModel
+
+                model = TritonPairModel(self.settings)
+            else:
+                from triton_models.matcher.pair_model import load_served
+
+                model = load_served(self.settings.model_repository)
             backends = MatchBackends(self.settings, elasticsearch_client(self.settings))
             self._matcher = OfferMatcher(self.settings, model, backends)
         return self._matcher
@@ -149,8 +157,8 @@ class MatchStep:
         started = time.perf_counter()
         await self._wait_for_milvus(key)
         async with self.lock:
-            events = await asyncio.to_thread(self.matcher.match, item)
-        await self._publish(events)
+            result = await asyncio.to_thread(self.matcher.match, item)
+        await self._publish(result)
         self.inputs[key] = {**entry, "matched": True}
         MATCH_SECONDS.observe(time.perf_counter() - started)
         return "matched"
@@ -169,17 +177,37 @@ class MatchStep:
         if key in self.inputs:
             del self.inputs[key]
         async with self.lock:
-            events = await asyncio.to_thread(self.matcher.remove, key)
-        await self.matches.send(key=key.encode("utf-8"), value=None)
-        await self._publish(events)
+            result = await asyncio.to_thread(self.matcher.remove, key)
+        await self._publish(result, tombstones=[key])
         return "removed"
 
-    async def _publish(self, events: list[OfferGroup]) -> None:
+    async def _publish(self, result: Regrouped, tombstones: list[str] | None = None) -> None:
+        """Publish and wait for Kafka's acknowledgement, then publish again the groups
+        another worker changed since they were read (its events may have landed first),
+        until none did: the last event of each product is its stored group."""
+        events, gone, versions = result.events, list(tombstones or []), result.versions
+        for _ in range(MAX_REPUBLISH):
+            await self._send(events, gone)
+            events, gone, versions = await asyncio.to_thread(self.matcher.refreshed, versions)
+            if not events and not gone:
+                return
+        log.warning("match_republish_gave_up", products=sorted(versions)[:5])
+
+    async def _send(self, events: list[OfferGroup], tombstones: list[str]) -> None:
+        futures = [
+            await self.matches.send(key=key.encode("utf-8"), value=None) for key in tombstones
+        ]
         for event in events:
             OFFER_GROUP_SIZES.observe(len(event.members))
-            await self.matches.send(
-                key=event.product_id.encode("utf-8"), value=event.model_dump_json().encode()
+            futures.append(
+                await self.matches.send(
+                    key=event.product_id.encode("utf-8"), value=event.model_dump_json().encode()
+                )
             )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        error = next((r for r in results if isinstance(r, BaseException)), None)
+        if error is not None:
+            raise RecoverableError("kafka", f"offer groups not delivered: {error!r}")
 
     async def count_groups(self) -> None:
         """Refresh ``catstream_offer_groups{size}`` from the offer index."""

@@ -11,6 +11,7 @@ and publishes groups on ``products.matches``; the Elasticsearch sink writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -21,19 +22,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from catstream.cli import main as catstream_main
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, ProductEmbedding
 from schemas.vectors import encode_vector
+from streams.app import faust_group_id
 from streams.topic_records import latest_by_key, publish_json, read_topic
 from streams.topics import create_topics
 from tests.integration.offer_feed import catalogue, large_catalogue, offers, training_pairs
-from tests.integration.running_worker import WorkerProcess, wait_until
+from tests.integration.running_worker import WorkerProcess, partition_owners, wait_until
 from triton_models.categoriser.encoder import shared_encoder
+from triton_models.categoriser.model_control import triton_model_state
+from triton_models.matcher.client import TritonPairModel
+from triton_models.matcher.pair_model import load_version, version_dirs
 from triton_models.matcher.records import embedding_sentence, record_from_fields
 from workers.elasticsearch_index import elasticsearch_client
+from workers.offer_index import offer_index
 
 
 def _free_port() -> int:
@@ -43,15 +50,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def matcher_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model repository holding one matcher version trained on other products' pairs."""
+def matcher_repository(tmp_path_factory: pytest.TempPathFactory, stack: Settings) -> Path:
+    """The stack's model repository, with a matcher version trained on other products'
+    pairs and loaded into the stack's Triton (``train-matcher`` loads what it trains)."""
     root = tmp_path_factory.mktemp("matcher")
     train, valid = training_pairs(root / "pairs")
-    repository = root / "model-repository"
-    settings_env = {"CATSTREAM_MODEL_REPOSITORY": str(repository)}
+    repository = Path(stack.model_repository)
     with pytest.MonkeyPatch.context() as env:
-        for name, value in settings_env.items():
-            env.setenv(name, value)
+        env.setenv("CATSTREAM_MODEL_REPOSITORY", str(repository))
         from catstream.settings import get_settings
 
         get_settings.cache_clear()
@@ -62,8 +68,34 @@ def matcher_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         finally:
             get_settings.cache_clear()
     assert code == 0
-    assert (repository / "matcher" / "1" / "metadata.json").is_file()
+    version = max(version_dirs(repository))
+    assert (repository / "matcher" / str(version) / "model.py").is_file()
+    assert triton_model_state(stack, name="matcher").get(version) == "READY"
     return repository
+
+
+def test_triton_scores_pairs_as_the_model_does_in_process(
+    stack: Settings, matcher_repository: Path
+) -> None:
+    """The served matcher (Triton's python backend) gives the in-process scores, bit for bit."""
+    rows = offers(catalogue())
+    records = [record_from_fields(r["fields"], product_id=r["product_id"]) for r in rows]
+    vectors = shared_encoder().encode([embedding_sentence(r) for r in records])
+    records = [
+        dataclasses.replace(r, text_vector=tuple(float(x) for x in v))
+        for r, v in zip(records, vectors, strict=True)
+    ]
+    pairs = [(records[0], other) for other in records[1:]]
+    pairs += [(records[3], other) for other in records if other is not records[3]]
+    served = TritonPairModel(stack.model_copy(update={"model_repository": matcher_repository}))
+    try:
+        version = max(version_dirs(matcher_repository))
+        assert served.version == version
+        in_process = load_version(matcher_repository / "matcher" / str(version))
+        assert served.threshold == in_process.threshold
+        assert np.array_equal(served.score_pairs(pairs), in_process.score_pairs(pairs))
+    finally:
+        served.close()
 
 
 @pytest.fixture
@@ -165,6 +197,9 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
     assert all(p is not None for p in prices)
     assert prices == sorted(prices)
     assert {offer["product_id"] for offer in body["offers"]} == {"bestbuyz-0", "megamart-0"}
+    # Converted with the dated table, which the answer names.
+    assert body["exchange_rates"]["date"] == "2026-10-30"
+    assert all(offer["unconverted"] is None for offer in body["offers"])
 
     # The product documents in Elasticsearch carry the group too.
     es = elasticsearch_client(settings)
@@ -223,6 +258,74 @@ def test_merchants_offers_group_variants_stay_apart_refeed_and_delete(
     assert _groups(settings)["bestbuyz-0"]["offer_group"] == first["bestbuyz-0"]["offer_group"]
 
 
+def test_two_workers_match_one_feed_into_the_right_groups(
+    topic_settings: Settings, matcher_repository: Path, tmp_path: Path
+) -> None:
+    """Two matching workers in one consumer group: the three offers of a product land on
+    either, so regroupings of one group run at the same time. The groups end up right, the
+    offer index agrees with itself, and each product's last event is its stored group."""
+    settings = topic_settings.model_copy(
+        update={
+            "model_repository": matcher_repository,
+            "match_vector_wait_s": 30.0,
+            "topic_partitions": 4,
+        }
+    )
+    create_topics(settings)
+    group, topic = faust_group_id(settings, runs_agents=True), settings.topic("normalised")
+    workers = [
+        WorkerProcess(
+            settings.model_copy(update={"worker_web_port": _free_port()}),
+            tmp_path / f"{name}.log",
+            "--agents",
+            "match",
+            *extra,
+            "--instance-id",
+            name,
+        )
+        for name, extra in (("m0", ("--sinks",)), ("m1", ()))
+    ]
+
+    def owning() -> int:
+        return sum(1 for p in partition_owners(settings, group, topic).values() if p)
+
+    try:
+        # One after the other, as in the scale-out test: two members joining the local
+        # broker's group at the same instant can get an empty assignment (aiokafka fails).
+        workers[0].start()
+        wait_until(lambda: owning() == 1, timeout_s=180, what="m0 to own the input")
+        workers[1].start()
+        wait_until(lambda: owning() == 2, timeout_s=180, what="both workers to own partitions")
+        rows = offers(catalogue())
+        _publish(settings, rows)
+        expected = _expected(rows)
+        wait_until(
+            lambda: _settled(settings, expected) or not all(w.alive() for w in workers),
+            timeout_s=240,
+            what="every product's offer group to list exactly its merchants' offers",
+        )
+        assert all(w.alive() for w in workers), [w.log_tail() for w in workers]
+        es = elasticsearch_client(settings)
+        try:
+            es.indices.refresh(index=offer_index(settings))
+            hits = es.search(index=offer_index(settings), size=500)["hits"]["hits"]
+        finally:
+            es.close()
+        stored = {hit["_id"]: hit["_source"] for hit in hits}
+        assert set(stored) == set(expected)
+        for pid, doc in stored.items():
+            for other in doc.get("edges") or {}:
+                assert pid in (stored[other].get("edges") or {}), f"{pid}->{other} one-sided"
+        latest = _groups(settings)
+        assert {pid: latest[pid]["offer_group"] for pid in stored} == {
+            pid: doc["offer_group"] for pid, doc in stored.items()
+        }
+    finally:
+        for process in workers:
+            if process.process is not None:
+                process.stop()
+
+
 def _histogram(settings: Settings, name: str) -> tuple[dict[float, float], float, float]:
     url = f"http://127.0.0.1:{settings.worker_web_port}/metrics"
     with urllib.request.urlopen(url, timeout=30) as response:
@@ -238,6 +341,14 @@ def _histogram(settings: Settings, name: str) -> tuple[dict[float, float], float
         elif line.startswith(f"{name}_count"):
             count = float(line.split()[-1])
     return buckets, total, count
+
+
+def _matched(settings: Settings) -> float:
+    """Products matched so far (0 until the worker's web server answers)."""
+    try:
+        return _histogram(settings, "catstream_match_seconds")[2]
+    except OSError:  # urllib's URLError: not listening yet
+        return 0.0
 
 
 def _quantile(buckets: dict[float, float], q: float) -> float:
@@ -262,7 +373,7 @@ def test_matching_bench(worker: tuple[Settings, WorkerProcess]) -> None:
     started = time.monotonic()
     _publish(settings, rows)
     wait_until(
-        lambda: _histogram(settings, "catstream_match_seconds")[2] >= len(rows),
+        lambda: _matched(settings) >= len(rows),
         timeout_s=1800,
         what=f"{len(rows)} products matched",
     )

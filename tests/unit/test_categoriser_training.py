@@ -239,8 +239,18 @@ def test_export_writes_a_loadable_version_and_rollback_policy(tmp_path: Path) ->
     assert np.abs(actual - expected).max() < 1e-5
     assert len(sparse_fields) == len(rows_)
 
+    gpu = repository / "categoriser" / "configs" / "gpu.pbtxt"
+    gpu_before = gpu.read_text()
     write_version_policy(repository, [2, 1])
-    assert policy_line([2, 1]) in (repository / "categoriser" / "configs" / "gpu.pbtxt").read_text()
+    # Only the active config is rewritten: Triton reloads every loaded version when
+    # another file of the model directory changed.
+    assert gpu.read_text() == gpu_before
+    write_version_policy(repository, [2, 1], config_name="gpu")
+    assert policy_line([2, 1]) in gpu.read_text()
+    config = repository / "categoriser" / "config.pbtxt"
+    stamp = config.stat().st_mtime_ns
+    write_version_policy(repository, [2, 1])  # unchanged: not rewritten
+    assert config.stat().st_mtime_ns == stamp
     assert served_version(repository) == 2
     assert rollback_versions(repository) == [1]
     write_version_policy(repository, [1])

@@ -30,6 +30,7 @@ from triton_models.categoriser.metadata import (
     version_dirs,
 )
 from triton_models.categoriser.network import WideAndDeep, to_torchscript
+from triton_models.python_backend import install_model_py
 
 log = get_logger(__name__)
 
@@ -87,7 +88,7 @@ def export_version(
         if taxonomy is not None:
             (staging / TAXONOMY_FILE).write_text(taxonomy_lines(taxonomy), encoding="utf-8")
         torch.jit.save(scripted, str(staging / NETWORK_FILE))
-        shutil.copyfile(TRITON_MODEL_SOURCE, staging / "model.py")
+        install_model_py(TRITON_MODEL_SOURCE, staging)  # with its bytecode: see python_backend
         with (staging / TRAIN_ROWS_FILE).open("w", encoding="utf-8") as handle:
             for row in train_rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")

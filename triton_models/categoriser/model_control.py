@@ -44,17 +44,33 @@ def config_files(model_repository: Path, name: str = MODEL_NAME) -> list[Path]:
 
 
 def write_version_policy(
-    model_repository: Path, versions: list[int], name: str = MODEL_NAME
+    model_repository: Path,
+    versions: list[int],
+    name: str = MODEL_NAME,
+    config_name: str | None = None,
 ) -> None:
-    """Rewrite ``version_policy`` in every config file of the model."""
+    """Rewrite ``version_policy`` in ``config.pbtxt`` and in the active ``configs/<config_name>``.
+
+    Other files of the model directory are left alone, and a file whose policy is
+    already right is not rewritten: Triton (2.51) reloads *every* loaded version on
+    the next ``load_model`` when any other file of the model directory changed
+    (``configs/gpu.pbtxt`` rewritten on a CPU stack made each promotion reload the
+    champion beside the challenger). ``config.pbtxt`` itself is not such a file.
+    """
     line = policy_line(versions)
-    for path in config_files(model_repository, name):
-        text = path.read_text(encoding="utf-8")
-        if _POLICY_LINE.search(text):
-            text = _POLICY_LINE.sub(line, text, count=1)
+    paths = [model_dir(model_repository, name) / "config.pbtxt"]
+    if config_name:
+        paths.append(model_dir(model_repository, name) / "configs" / f"{config_name}.pbtxt")
+    for path in paths:
+        if not path.is_file():
+            continue
+        before = path.read_text(encoding="utf-8")
+        if _POLICY_LINE.search(before):
+            text = _POLICY_LINE.sub(line, before, count=1)
         else:
-            text = _MAX_BATCH_LINE.sub(lambda m: f"{m.group(0)}\n{line}", text, count=1)
-        path.write_text(text, encoding="utf-8")
+            text = _MAX_BATCH_LINE.sub(lambda m: f"{m.group(0)}\n{line}", before, count=1)
+        if text != before:
+            path.write_text(text, encoding="utf-8")
 
 
 def serving_versions(model_repository: Path, name: str = MODEL_NAME) -> list[int]:
@@ -108,7 +124,7 @@ def load_versions(
             f"categoriser versions {missing or versions} are not in {model_dir(repository, name)} "
             f"(versions: {sorted(on_disk) or 'none'}); see `catstream model list`"
         )
-    write_version_policy(repository, versions, name)
+    write_version_policy(repository, versions, name, config_name)
     override = config_override(repository, config_name, name)
     client = _client(settings)
     try:

@@ -7,9 +7,12 @@ A trained model is a numbered version under ``<model_repository>/matcher/<N>/``
   scikit-learn ``HistGradientBoostingClassifier``, pickled;
 - ``metadata.json``: the feature names, the accept threshold (chosen on the
   validation split), the metrics, the training-data hash and the sha256 of
-  ``model.pkl``, which ``load`` checks before unpickling anything.
+  ``model.pkl``, which ``load`` checks before unpickling anything;
+- ``model.py``: a copy of ``triton_model.py``, so Triton's python backend serves
+  the version (``triton_models/repository/matcher/config.pbtxt``; the worker
+  scores through it, ``triton_models/matcher/client.py``).
 
-The highest version is the served one; ``load_served`` reads it.
+``load_served`` reads the highest version in process (``evaluate-matcher``).
 """
 
 from __future__ import annotations
@@ -22,22 +25,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from triton_models.matcher.features import FEATURE_NAMES, MatchRecord, PairFeaturizer
+from triton_models.python_backend import install_model_py
 
 MODEL_NAME = "matcher"
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = 1
+TRITON_MODEL_SOURCE = Path(__file__).with_name("triton_model.py")
 
 
 class MatcherVersionError(LookupError):
     """No usable matcher version; the message says what to run."""
+
+
+class PairScorer(Protocol):
+    """The pair model as matching and evaluation use it: in process (``PairModel``) or
+    served by Triton (``triton_models.matcher.client.TritonPairModel``)."""
+
+    threshold: float
+    metadata: dict[str, Any]
+
+    def score_pairs(self, pairs: Sequence[tuple[MatchRecord, MatchRecord]]) -> NDArray[Any]: ...
 
 
 @dataclass
@@ -142,6 +157,7 @@ def export_version(model: PairModel, model_repository: Path) -> Path:
             "model_sha256": hashlib.sha256(blob).hexdigest(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+        install_model_py(TRITON_MODEL_SOURCE, staging)
         target = root / str(version)
         staging.rename(target)
     except BaseException:
