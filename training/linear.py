@@ -13,8 +13,10 @@ unseen products.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,9 +37,16 @@ class LinearTrainConfig:
     text_weight: float = 1.0  # scale of the MiniLM columns against the L2-normed TF-IDF
     image_weight: float = 0.5
     folds: int = 3  # cross-fitting folds for calibration and thresholds
+    # From this many labelled products on, one fold is held out and scored instead of
+    # all of them: a third of 10,000 is plenty for calibration and thresholds, and
+    # skipping the other fold fits halves training time at 20,000 products
+    cross_fit_below: int = 10_000
     min_df: int = 1
     seed: int = 13
     max_iter: int = 2000
+    # liblinear's one-vs-rest fits run in this many threads (it releases the GIL);
+    # 0: one per CPU this process may use
+    threads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +93,6 @@ def fit_weights(
     config: LinearTrainConfig,
 ) -> LinearWeights:
     """One-vs-rest linear SVM; returns weights per block (a class without rows: never chosen)."""
-    from sklearn.svm import LinearSVC
-
     n_features = matrix.shape[1]
     text_dim, image_dim = text.shape[1], image.shape[1]
     sparse_w = np.zeros((n_features, n_classes), dtype=np.float32)
@@ -97,20 +104,55 @@ def fit_weights(
         bias[present[0]] = 0.0
         return LinearWeights(sparse_w, text_w, image_w, bias)
     design = design_matrix(matrix, text, image, mask, config)
-    svm = LinearSVC(C=config.c, max_iter=config.max_iter, random_state=config.seed)
-    svm.fit(design, classes)
-    coef = np.asarray(svm.coef_, dtype=np.float32)
-    intercept = np.asarray(svm.intercept_, dtype=np.float32)
-    if len(present) == 2:  # liblinear keeps one vector for two classes
-        coef = np.stack([-coef[0], coef[0]])
-        intercept = np.asarray([-intercept[0], intercept[0]], dtype=np.float32)
-    columns = np.asarray(svm.classes_, dtype=np.int64)
+    columns, coef, intercept = one_vs_rest(design, classes, config)
     sparse_w[:, columns] = coef[:, :n_features].T
     text_w[:, columns] = config.text_weight * coef[:, n_features : n_features + text_dim].T
     if design.shape[1] > n_features + text_dim:
         image_w[:, columns] = config.image_weight * coef[:, n_features + text_dim :].T
     bias[columns] = intercept
     return LinearWeights(sparse_w, text_w, image_w, bias)
+
+
+OTHER_CLASSES = -1  # the label a thread's fit gives the rows of classes it does not own
+
+
+def one_vs_rest(
+    design: Any, classes: NDArray[Any], config: LinearTrainConfig
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """(class ids, coef [classes, features], intercept) of liblinear's one-vs-rest SVM.
+
+    One-vs-rest is one binary problem per class over every row, so the classes
+    are dealt to threads: each thread fits its own classes against all other
+    rows, labelled ``OTHER_CLASSES`` (its one extra problem is dropped). The
+    result is the single fit's, up to solver tolerance.
+    """
+    present = np.unique(classes)
+    threads = min(config.threads or len(os.sched_getaffinity(0)), len(present))
+    if threads <= 1 or len(present) <= 2:
+        return _fit_classes(design, classes, present, config)
+    groups = [present[start::threads] for start in range(threads)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="liblinear") as pool:
+        parts = list(pool.map(lambda own: _fit_classes(design, classes, own, config), groups))
+    columns, coef, intercept = zip(*parts, strict=True)
+    return np.concatenate(columns), np.vstack(coef), np.concatenate(intercept)
+
+
+def _fit_classes(
+    design: Any, classes: NDArray[Any], own: NDArray[Any], config: LinearTrainConfig
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    from sklearn.svm import LinearSVC
+
+    labels = np.where(np.isin(classes, own), classes, OTHER_CLASSES)
+    svm = LinearSVC(C=config.c, max_iter=config.max_iter, random_state=config.seed)
+    svm.fit(design, labels)
+    coef = np.asarray(svm.coef_, dtype=np.float32)
+    intercept = np.asarray(svm.intercept_, dtype=np.float32)
+    fitted = np.asarray(svm.classes_, dtype=np.int64)
+    if len(fitted) == 2:  # liblinear keeps one vector for two classes: the second's
+        coef = np.stack([-coef[0], coef[0]])
+        intercept = np.asarray([-intercept[0], intercept[0]], dtype=np.float32)
+    keep = fitted != OTHER_CLASSES
+    return fitted[keep], coef[keep], intercept[keep]
 
 
 def fold_ids(classes: NDArray[Any], folds: int, seed: int) -> NDArray[Any]:
@@ -128,11 +170,20 @@ def fold_ids(classes: NDArray[Any], folds: int, seed: int) -> NDArray[Any]:
 
 @dataclass(frozen=True)
 class CrossFitted:
-    """Each row scored by a model that did not see it."""
+    """Each scored row scored by a model that did not see it."""
 
-    logits: NDArray[Any]  # float32 [n, n_classes]
-    similarity: NDArray[Any]  # float32 [n]: max cosine to the other folds' text embeddings
+    rows: NDArray[Any]  # int64 [scored]: every row, or one held-out fold's
+    logits: NDArray[Any]  # float32 [scored, n_classes]
+    similarity: NDArray[Any]  # float32 [scored]: max cosine to the other folds' text embeddings
     folds: NDArray[Any]  # int64 [n]
+
+    def describe(self, n_labelled: int, folds: int) -> str:
+        if len(self.rows) == n_labelled:
+            return f"{folds}-fold cross-fitted predictions of {n_labelled} labelled products"
+        return (
+            f"predictions of a held-out fold ({len(self.rows)} of {n_labelled} labelled "
+            f"products, 1 of {folds} folds)"
+        )
 
 
 FeatureFit = Callable[[NDArray[Any], NDArray[Any]], tuple[Any, Any]]
@@ -148,11 +199,15 @@ def cross_fit(
     config: LinearTrainConfig,
     on_fold: Callable[[int, float], None] | None = None,
 ) -> CrossFitted:
-    """``features(train_rows, held_rows)`` → (train matrix, held matrix), fitted on train rows."""
+    """``features(train_rows, held_rows)`` → (train matrix, held matrix), fitted on train rows.
+
+    Every fold is scored below ``config.cross_fit_below`` rows, only fold 0 from there on.
+    """
     folds = fold_ids(classes, config.folds, config.seed)
     logits = np.zeros((len(classes), n_classes), dtype=np.float32)
     similarity = np.ones(len(classes), dtype=np.float32)
-    for fold in range(config.folds):
+    scored = range(config.folds) if len(classes) < config.cross_fit_below else range(1)
+    for fold in scored:
         started = time.monotonic()
         held = np.flatnonzero(folds == fold)
         train = np.flatnonzero(folds != fold)
@@ -166,7 +221,8 @@ def cross_fit(
         similarity[held] = max_similarity(text[held], text[train])
         if on_fold is not None:
             on_fold(fold, time.monotonic() - started)
-    return CrossFitted(logits, similarity, folds)
+    rows = np.flatnonzero(np.isin(folds, list(scored)))
+    return CrossFitted(rows, logits[rows], similarity[rows], folds)
 
 
 def max_similarity(
@@ -251,7 +307,9 @@ def train_linear(
     crossed = cross_fit(
         fold_features, text, image, mask, classes, n_classes, config, on_fold=on_fold
     )
-    temperature = fit_softmax_temperature(crossed.logits, classes)
+    held_classes = classes[crossed.rows]
+    held_truth = [truth[r] for r in crossed.rows]
+    temperature = fit_softmax_temperature(crossed.logits, held_classes)
     in_domain = InDomain.fit(crossed.similarity, IN_DOMAIN_QUANTILE, IN_DOMAIN_WIDTH)
     provisional = ScoringParams(
         temperature_exclusive=temperature,
@@ -259,7 +317,7 @@ def train_linear(
         exclusive_weight=1.0,
         thresholds=np.ones(len(space), dtype=np.float32),
     )
-    zeros = np.zeros((len(classes), len(space)), dtype=np.float32)
+    zeros = np.zeros((len(held_classes), len(space)), dtype=np.float32)
     held = score_logits(
         space, provisional, zeros, crossed.logits, in_domain=in_domain.factor(crossed.similarity)
     )
@@ -267,24 +325,24 @@ def train_linear(
     table = path_table(
         space,
         held.scores,
-        truth,
+        held_truth,
         _own(space, provisional, crossed.logits, in_domain, crossed.similarity),
     )
     chosen = choose_served_thresholds(space, table, target_precision)
     served = chosen.held_out
     curve = precision_curve(table, size=40)
     top = held.decision.top_ids[:, 0]
-    hits = (top == np.asarray(truth)).astype(np.float64)
+    hits = (top == np.asarray(held_truth)).astype(np.float64)
     held_out = {
         "leaf_accuracy": float(hits.mean()) if len(hits) else 0.0,
         "ece": expected_calibration_error(list(own), list(hits > 0.5)),
         "served": served.to_dict(),
         "thresholds": chosen.to_dict(),
         "depth_curves": depth_curves(table, space, chosen),
-        "fit": f"{config.folds}-fold cross-fitted predictions of {len(classes)} labelled products",
+        "fit": crossed.describe(len(classes), config.folds),
     }
     say(
-        f"cross-fitted: leaf accuracy {held_out['leaf_accuracy']:.3f}, ECE {held_out['ece']:.3f}, "
+        f"held out: leaf accuracy {held_out['leaf_accuracy']:.3f}, ECE {held_out['ece']:.3f}, "
         f"threshold {served.threshold:.3f} → precision {served.precision:.3f}, "
         f"served {served.served:.3f}, at the leaf {served.leaf_coverage:.3f}"
     )

@@ -113,7 +113,7 @@ def linear_metadata(
         },
         "fit": (
             f"refitted on all {model.n_labelled} labelled products; temperature, in-domain "
-            f"scale and threshold from {model.config.folds}-fold cross-fitted predictions"
+            f"scale and threshold from {model.held_out['fit']}"
         ),
         "held_out": {**held, "curve": [p.to_dict() for p in model.curve]},
         "training_data_hash": data_hash,
@@ -157,7 +157,8 @@ def summary(model: LinearModel, version_dir: Path, elapsed: float) -> str:
             f"exported {version_dir}",
             f"  linear categoriser: {model.features.n_features} sparse features, "
             f"{len(model.space.leaf_ids)} classes; refitted on all {model.n_labelled} labelled",
-            f"  cross-fitted: leaf accuracy {model.held_out['leaf_accuracy']:.3f}, "
+            f"  held out ({model.held_out['fit']}): leaf accuracy "
+            f"{model.held_out['leaf_accuracy']:.3f}, "
             f"ECE {model.held_out['ece']:.3f}; threshold {served.threshold:.4f}: precision "
             f"{served.precision:.3f}, served {served.served:.3f}, at the leaf "
             f"{served.leaf_coverage:.3f}",

@@ -55,7 +55,7 @@ from training.unlabelled_prior import attach_prior
 from training.weak_labels import training_targets
 from training.zero_shot import export_zero_shot
 from triton_models.categoriser.encoder import shared_encoder
-from triton_models.categoriser.export import export_version
+from triton_models.categoriser.export import export_version, require_model_config
 from triton_models.categoriser.features import FeatureHasher
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.metadata import ModelVersionError
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     repository = args.model_repository or settings.model_repository
     if args.zero_shot:
-        return _run_zero_shot(args, settings, repository, started)
+        return _run_zero_shot(args, settings, repository, started) if _exports(repository) else 2
     if args.labels is None and args.unlabelled is None:
         print(
             "catstream train: pass --labels L (human labels), --rules R --unlabelled U "
@@ -152,6 +152,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except (TaxonomyError, LabelsError, RulesError) as exc:
         print(f"catstream train: {exc}", file=sys.stderr)
+        return 2
+    if not _exports(repository):
         return 2
     # Without human labels, the rule labels train the linear model (the prior does the rest).
     if args.model == "linear" or (
@@ -194,6 +196,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elapsed = time.monotonic() - started
     _print_summary(model, metrics, version_dir, elapsed)
     return _serve(args, settings, repository, version)
+
+
+def _exports(repository: Path) -> bool:
+    """Whether a version can be exported there: checked before training, which takes minutes."""
+    try:
+        require_model_config(repository)
+    except FileNotFoundError as exc:
+        print(f"catstream train: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _run_linear(

@@ -90,3 +90,18 @@ def test_unlabelled_products_need_rules(
     )  # fmt: skip
     assert code == 2
     assert "--rules" in capsys.readouterr().err
+
+
+def test_model_repository_without_a_categoriser_config_is_refused_before_training(
+    taxonomy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        '{"product_id": "1", "title": "Frying pan", "category": "Home > Kitchen > Cookware"}\n'
+        '{"product_id": "2", "title": "Desk lamp", "category": "Home > Lighting"}\n'
+    )
+    assert train(taxonomy, labels, tmp_path) == 2
+    error = capsys.readouterr().err
+    assert "config.pbtxt not found" in error
+    assert "--model-repository" in error
+    assert "exported" not in error  # nothing was trained

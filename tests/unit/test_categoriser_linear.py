@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
+from numpy.typing import NDArray
 
 from catstream.taxonomy import Taxonomy
 from training.linear import (
     LinearTrainConfig,
+    cross_fit,
     fit_weights,
     fold_ids,
     max_similarity,
+    one_vs_rest,
     train_linear,
 )
 from training.linear_run import linear_metadata
@@ -105,6 +110,20 @@ def test_fit_weights_two_classes_and_a_missing_class() -> None:
     assert (logits[:, 1] < logits[:, 0]).all()  # class 1 had no rows
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_one_vs_rest_in_threads_is_the_single_fit(threads: int) -> None:
+    rng = np.random.default_rng(0)
+    classes = np.repeat(np.arange(7), 12)
+    centres = rng.normal(size=(7, 20))
+    design = sp.csr_matrix(centres[classes] + rng.normal(scale=1.5, size=(len(classes), 20)))
+    one = one_vs_rest(design, classes, LinearTrainConfig(threads=1))
+    many = one_vs_rest(design, classes, LinearTrainConfig(threads=threads))
+    order = np.argsort(many[0])
+    assert many[0][order].tolist() == one[0].tolist() == list(range(7))
+    assert np.allclose(many[1][order], one[1], atol=1e-3)
+    assert np.allclose(many[2][order], one[2], atol=1e-3)
+
+
 def test_folds_are_stratified_and_cover_every_row() -> None:
     classes = np.asarray([0] * 9 + [1] * 3 + [2])
     folds = fold_ids(classes, 3, seed=1)
@@ -112,6 +131,29 @@ def test_folds_are_stratified_and_cover_every_row() -> None:
         counts = np.bincount(folds[classes == label], minlength=3)
         assert counts.max() - counts.min() <= 1
     assert set(folds.tolist()) <= {0, 1, 2}
+
+
+def test_large_label_sets_score_one_held_out_fold_only() -> None:
+    """From ``cross_fit_below`` rows on, one fold is scored (one fit, not ``folds``)."""
+    rng = np.random.default_rng(1)
+    classes = np.repeat(np.arange(3), 10)
+    text = rng.normal(size=(30, 4)).astype(np.float32)
+    fitted: list[int] = []
+
+    def features(train: NDArray[Any], held: NDArray[Any]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        fitted.append(len(train))
+        return sp.csr_matrix(text[train]), sp.csr_matrix(text[held])
+
+    image, mask = np.zeros((30, 2), np.float32), np.zeros(30, np.float32)
+    every = cross_fit(features, text, image, mask, classes, 3, LinearTrainConfig(folds=3))
+    assert (len(fitted), len(every.rows)) == (3, 30)
+    fitted.clear()
+    config = LinearTrainConfig(folds=3, cross_fit_below=30)
+    one = cross_fit(features, text, image, mask, classes, 3, config)
+    assert len(fitted) == 1
+    assert len(one.rows) == 10 == len(one.logits) == len(one.similarity)
+    assert set(one.folds[one.rows].tolist()) == {0}
+    assert one.describe(30, 3).startswith("predictions of a held-out fold (10 of 30")
 
 
 def test_max_similarity() -> None:

@@ -47,6 +47,17 @@ def next_version(model_repository: Path, name: str = MODEL_NAME) -> int:
     return max(numbers, default=0) + 1
 
 
+def require_model_config(model_repository: Path, name: str = MODEL_NAME) -> Path:
+    """The model's folder in the repository; FileNotFoundError if it has no Triton config."""
+    root = model_dir(model_repository, name)
+    if not (root / "config.pbtxt").is_file():
+        raise FileNotFoundError(
+            f"{root / 'config.pbtxt'} not found; point --model-repository (or "
+            "CATSTREAM_MODEL_REPOSITORY) at a repository with a categoriser config"
+        )
+    return root
+
+
 def export_version(
     network: WideAndDeep | torch.jit.ScriptModule,
     model_repository: Path,
@@ -66,12 +77,7 @@ def export_version(
     ``taxonomy.txt`` (and its hash into the metadata), so the version carries
     its own taxonomy and prediction needs no ``--taxonomy``.
     """
-    root = model_dir(model_repository, name)
-    if not (root / "config.pbtxt").is_file():
-        raise FileNotFoundError(
-            f"{root / 'config.pbtxt'} not found; point --model-repository (or "
-            "CATSTREAM_MODEL_REPOSITORY) at a repository with a categoriser config"
-        )
+    root = require_model_config(model_repository, name)
     version = next_version(model_repository, name)
     staging = root / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
