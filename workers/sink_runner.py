@@ -86,6 +86,9 @@ class SinkRunnerConfig:
     max_backoff_s: float = 10.0
     # Pause between fetch bursts within a round; None: settings.sink_fetch_interval_ms, 0: off.
     fetch_interval_s: float | None = None
+    # Called when the group takes partitions away (a sink that caches what it learnt
+    # about its partitions' products forgets it: another sink may own them meanwhile).
+    on_revoke: Callable[[], None] | None = None
 
 
 @dataclass
@@ -140,11 +143,16 @@ class SinkRunner:
             },
         )
 
+    def _revoked(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._paused = []  # the next assignment starts unpaused
+        if self.config.on_revoke is not None:
+            self.config.on_revoke()
+
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self) -> None:
-        self.consumer.subscribe(self.config.topics)
+        self.consumer.subscribe(self.config.topics, on_revoke=self._revoked)
         self.log.info("sink_started", topics=self.config.topics)
         try:
             while not self._stopping.is_set():

@@ -76,7 +76,7 @@ class Consumer:
     paused: list[str] = field(default_factory=list)  # "pause" / "resume", in order
     pending: list[Record] = field(default_factory=list)  # queued by the last poll's answer
 
-    def subscribe(self, topics: list[str]) -> None:
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         pass
 
     def consume(self, num_messages: int, timeout: float) -> list[Record]:
@@ -333,3 +333,15 @@ def test_an_idle_paced_probe_lasts_one_answer() -> None:
     assert runner.run_once() == 0
     assert runner.consumer.timeouts == [FETCH_BURST_S]
     assert runner.consumer.paused == ["pause", "resume", "wake"]
+
+
+def test_a_revoke_tells_the_sink_and_leaves_nothing_paused() -> None:
+    """The Elasticsearch sink remembers tombstones per product; once its partitions are
+    revoked another sink may delete those products, so it must forget them."""
+    revoked: list[str] = []
+    runner = _runner([], RecordingProducer(), {"on_revoke": lambda: revoked.append("forget")})
+    runner._stop_fetching()
+    assert runner._paused == [PARTITION]
+    runner._revoked(runner.consumer, [PARTITION])
+    assert revoked == ["forget"]
+    assert runner._paused == []
