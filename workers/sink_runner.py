@@ -74,6 +74,8 @@ FETCH_BURST_S = 0.01
 # How long a wake-up watermark request may take before the runner gives up on it (the
 # fetcher then wakes on its own 1 s timer; nothing is lost).
 WAKE_TIMEOUT_S = 1.0
+# How long a clean stop waits for its consumer to give its partitions back.
+LEAVE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -157,6 +159,7 @@ class SinkRunner:
         try:
             while not self._stopping.is_set():
                 self.run_once()
+            self._leave_group()  # asked to stop, its last batch committed: a clean stop
         except DeadLetterLimitExceeded as exc:
             # Nothing of this batch is committed; the restarted process handles it again.
             LIVENESS.stop_process(self.sink.name, str(exc))
@@ -165,6 +168,21 @@ class SinkRunner:
             self.dead_letters.producer.flush(10)
             self.sink.close()
             self.log.info("sink_stopped")
+
+    def _leave_group(self) -> None:
+        """Hand the partitions over now (streams/static_membership.py, for the agents).
+
+        librdkafka, like aiokafka and the Java client (KIP-345), sends no ``LeaveGroup``
+        when a static member closes, and the local broker never times a session out: a
+        sink that stopped cleanly kept its partitions, and a second instance of it never
+        got them. An explicit ``unsubscribe()`` does leave, once the revocation has been
+        served by polling; ``close()`` then waits for the answer. A crash or SIGKILL
+        still keeps the slot for the restart."""
+        started = time.monotonic()
+        self.consumer.unsubscribe()
+        while self.consumer.assignment() and time.monotonic() - started < LEAVE_TIMEOUT_S:
+            self.consumer.poll(0.05)  # serves the revocation; records polled are not ours
+        self.log.info("sink_left_group", seconds=round(time.monotonic() - started, 3))
 
     def run_once(self) -> int:
         """One consume → add → flush → confirm dead letters → commit round; returns records."""

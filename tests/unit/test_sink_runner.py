@@ -79,6 +79,9 @@ class Consumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         pass
 
+    def unsubscribe(self) -> None:
+        self.paused.append("unsubscribe")
+
     def consume(self, num_messages: int, timeout: float) -> list[Record]:
         if timeout == 0:  # draining what the last poll's answer queued
             pending, self.pending = self.pending, []
