@@ -212,7 +212,7 @@ class SinkRunner:
         broker answers at once, so while a round waits for a trickle of records (a
         stream at a few hundred products/s or less) the fetcher spins: one consumer
         following 20 records/s cost noida-db 0.13-0.22 CPU-s/s and itself as much
-        (bench/README). Paced, a round fetches in bursts (one answer per partition) with
+        (bench/README). Paced, a round fetches in bursts (one answer per leader) with
         the assignment paused ``fetch_interval_s`` between them; records wait at most
         one interval longer.
         """
