@@ -171,8 +171,9 @@ class ElasticsearchSink:
         Returns (some products must be re-planned now, reasons products failed).
         """
         product_ids = list(self._pending)
-        scripted = [p for p in product_ids if all(is_upsert(b.event) for b in self._pending[p])]
-        planned = [p for p in product_ids if p not in set(scripted)]
+        upserts_only = {p for p in product_ids if all(is_upsert(b.event) for b in self._pending[p])}
+        scripted = [p for p in product_ids if p in upserts_only]
+        planned = [p for p in product_ids if p not in upserts_only]
         self._learn_tombstones([p for p in scripted if p not in self._deleted_at])
         stored = self._read(planned)
         plans = [
