@@ -262,10 +262,10 @@ class Settings(BaseSettings):
         "letters): zstd halves the bytes a broker stores and moves for each product (JSON "
         "events to about a third, base64 vectors to about 0.55) for ~20 us of CPU per record",
     )
-    # Off by default: with 40 the chaos test's restarted sink process never consumed again
-    # (undiagnosed, bench/README); the pipeline bench's "after" column ran with 40.
+    # On since session 5: the stall that kept it off (the chaos test's restarted sinks) was
+    # librdkafka's resume() not waking its fetcher; workers/sink_runner.py wakes it.
     sink_fetch_interval_ms: int = Field(
-        default=0,
+        default=40,
         description="While a sink collects a batch it fetches in short bursts this far apart "
         "(brokers that answer fetches at once would make its fetcher spin); 0: fetch throughout",
     )

@@ -4,7 +4,8 @@ One document per product (``_id`` = product id) holds two field groups written b
 two topics: the normalised product (top-level fields) and its latest prediction
 (``category`` and ``prediction``). Each group keeps its own version in
 ``versions`` so neither source can regress or clobber the other (see
-``workers/elasticsearch_plan.py``).
+``workers/elasticsearch_plan.py``, and ``workers/elasticsearch_script.py``, which
+applies the same rules on the server).
 
 Deletes leave a tombstone in a second, small index (``<index>-deleted``): ES
 forgets external-version tombstones after ``gc_deletes`` (60 s, and noida-db

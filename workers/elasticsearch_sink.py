@@ -1,9 +1,19 @@
 """The Elasticsearch sink: normalised products and predictions → one document each.
 
-``flush()`` reads what is stored for the buffered products (one ``mget`` per
-chunk), plans the writes (``workers/elasticsearch_plan.py``), and sends them as
-``_bulk`` requests, at most ``elasticsearch_concurrency`` at a time and no more
-than ``elasticsearch_max_requests_per_s``. Per item:
+``flush()`` writes each buffered product with one bulk action, ``_bulk`` requests at
+most ``elasticsearch_concurrency`` at a time and no more than
+``elasticsearch_max_requests_per_s``:
+
+* a product whose buffered events are all upserts (normalised, prediction, offer
+  group) gets one scripted ``update`` (``workers/elasticsearch_script.py``): the
+  server folds the events onto the stored document, so nothing is read first. The
+  script needs the product's tombstone, read once per product (one document in an
+  ``mget``) and then kept until the sink's partitions are revoked;
+* a product with a delete among its events is read (its document and tombstone),
+  planned (``workers/elasticsearch_plan.py``) and written conditionally, as the
+  tombstone may be raised only when the delete applies.
+
+Per item:
 
 * success, or a stale event → the product leaves the buffer;
 * 409 on the document (someone wrote it since we read it) → re-read and re-plan;
@@ -32,11 +42,14 @@ from catstream.settings import Settings
 from workers.elasticsearch_documents import NormalisedUpsert, SinkEvent, decode
 from workers.elasticsearch_index import elasticsearch_client, ensure_indices, tombstone_index
 from workers.elasticsearch_plan import ProductPlan, StoredProduct, plan_product
+from workers.elasticsearch_script import is_upsert, script_update
 from workers.sink import Refused, SinkMessage
 from workers.sink_runner import SinkRunner, SinkRunnerConfig
 
 SINK_NAME = "elasticsearch"
 MAX_REPLANS = 5
+# Products whose tombstone the sink remembers (about 100 bytes each); the oldest go first.
+MAX_KNOWN_TOMBSTONES = 200_000
 _RECOVERABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 T = TypeVar("T")
@@ -98,6 +111,9 @@ class ElasticsearchSink:
         # Refused for good since the last successful flush; flush() hands them to the runner.
         self._refused: list[Refused] = []
         self._ready = False
+        # product id → its tombstone's deleted_at (None: none), as read or written by this
+        # sink since its partitions were last assigned (forget_tombstones).
+        self._deleted_at: dict[str, int | None] = {}
 
     # ------------------------------------------------------------------ Sink API
 
@@ -137,6 +153,10 @@ class ElasticsearchSink:
     def pending_products(self) -> int:
         return len(self._pending)
 
+    def forget_tombstones(self) -> None:
+        """Partitions revoked: another sink may delete these products meanwhile."""
+        self._deleted_at.clear()
+
     # ------------------------------------------------------------------ one round
 
     def _ensure_ready(self) -> None:
@@ -145,23 +165,68 @@ class ElasticsearchSink:
             self._ready = True
 
     def _flush_round(self) -> tuple[bool, list[str]]:
-        """Read, plan and write every pending product once.
+        """Write every pending product once: scripted where it has only upserts, read and
+        planned where it has a delete.
 
         Returns (some products must be re-planned now, reasons products failed).
         """
         product_ids = list(self._pending)
-        stored = self._read(product_ids)
+        upserts_only = {p for p in product_ids if all(is_upsert(b.event) for b in self._pending[p])}
+        scripted = [p for p in product_ids if p in upserts_only]
+        planned = [p for p in product_ids if p not in upserts_only]
+        self._learn_tombstones([p for p in scripted if p not in self._deleted_at])
+        stored = self._read(planned)
         plans = [
-            plan_product(pid, stored[pid], [b.event for b in self._pending[pid]])
-            for pid in product_ids
+            plan_product(pid, stored[pid], [b.event for b in self._pending[pid]]) for pid in planned
         ]
         actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]] = []
         for plan in plans:
+            self._remember(plan.product_id, stored[plan.product_id].deleted_at)
             if not plan.has_writes:
                 self._settle(plan)
             actions.extend((plan, kind, body) for kind, body in self._bulk_actions(plan))
+        for pid in scripted:
+            plan, lines = self._scripted(pid)
+            if lines is None:
+                self._settle(plan)
+            else:
+                plans.append(plan)
+                actions.append((plan, "update", lines))
         results = self._bulk(actions)
         return self._apply_results(plans, actions, results)
+
+    def _scripted(self, pid: str) -> tuple[ProductPlan, list[dict[str, Any]] | None]:
+        events = [b.event for b in self._pending[pid]]
+        plan = ProductPlan(pid, ignored=[i for i, e in enumerate(events) if e is None])
+        body = script_update(pid, events, self._deleted_at.get(pid))
+        if body is None:
+            return plan, None
+        plan.applied = len(events) - len(plan.ignored)  # until the result says "noop"
+        header = {"_index": self.index, "_id": pid, "retry_on_conflict": 3}
+        return plan, [{"update": header}, body]
+
+    def _learn_tombstones(self, product_ids: list[str]) -> None:
+        """Read the tombstones of products the sink knows nothing about (one doc each)."""
+        chunks = _chunks(product_ids, self.settings.elasticsearch_bulk_size)
+        for part in self._pool.map(lambda ids: self._call(lambda: self._tombstones(ids)), chunks):
+            for pid, deleted_at in part.items():
+                self._remember(pid, deleted_at)
+
+    def _tombstones(self, product_ids: list[str]) -> dict[str, int | None]:
+        docs = [{"_index": self.tombstones, "_id": pid} for pid in product_ids]
+        found = self.client.mget(docs=docs)["docs"]
+        result: dict[str, int | None] = {}
+        for pid, tomb in zip(product_ids, found, strict=True):
+            if "error" in tomb:
+                raise RecoverableError("elasticsearch", f"mget failed: {tomb['error']}")
+            result[pid] = tomb["_source"]["deleted_at"] if tomb.get("found") else None
+        return result
+
+    def _remember(self, product_id: str, deleted_at: int | None) -> None:
+        self._deleted_at.pop(product_id, None)  # re-inserted last: the newest
+        self._deleted_at[product_id] = deleted_at
+        while len(self._deleted_at) > MAX_KNOWN_TOMBSTONES:
+            self._deleted_at.pop(next(iter(self._deleted_at)))
 
     def _read(self, product_ids: list[str]) -> dict[str, StoredProduct]:
         chunks = _chunks(product_ids, self.settings.elasticsearch_bulk_size)
@@ -230,7 +295,7 @@ class ElasticsearchSink:
         actions: list[tuple[ProductPlan, str, list[dict[str, Any]]]],
         results: list[dict[str, Any]],
     ) -> tuple[bool, list[str]]:
-        outcome: dict[str, str] = {p.product_id: "ok" for p in plans if p.has_writes}
+        outcome: dict[str, str] = {plan.product_id: "ok" for plan, _, _ in actions}
         failures: list[str] = []
         for (plan, kind, _), item in zip(actions, results, strict=True):
             verdict = self._verdict(plan, kind, item)
@@ -250,13 +315,22 @@ class ElasticsearchSink:
     def _verdict(self, plan: ProductPlan, kind: str, item: dict[str, Any]) -> str:
         status = int(item.get("status", 500))
         if status < 300:
+            if kind == "update" and item.get("result") == "noop":
+                plan.stale, plan.applied = plan.applied, 0  # every event was stale
+                return "ok"
             SINK_WRITES.labels(sink=SINK_NAME, op=kind).inc()
+            if kind == "tombstone":
+                self._remember(plan.product_id, plan.tombstone)
             return "ok"
         if status == 409:
             SINK_CONFLICTS.labels(sink=SINK_NAME, kind=kind).inc()
-            # A newer tombstone already exists: ours is stale, which is fine.
-            return "ok" if kind == "tombstone" else "conflict"
-        if status == 400 and kind in ("create", "index"):
+            if kind == "tombstone":
+                # A newer tombstone already exists: ours is stale, which is fine; its
+                # value is unknown here, so the next event reads it.
+                self._deleted_at.pop(plan.product_id, None)
+                return "ok"
+            return "conflict"
+        if status == 400 and kind in ("create", "index", "update"):
             self._reject_normalised(plan.product_id, _error_text(item))
             return "invalid"
         return "failed"
@@ -321,7 +395,9 @@ def build_elasticsearch_sink_runner(settings: Settings, **config: Any) -> SinkRu
         instance_id=settings.worker_instance_id,
         **config,
     )
-    return SinkRunner(ElasticsearchSink(settings), settings, runner_config)
+    sink = ElasticsearchSink(settings)
+    runner_config.on_revoke = sink.forget_tombstones
+    return SinkRunner(sink, settings, runner_config)
 
 
 def run_elasticsearch_sink(settings: Settings, stop_event: threading.Event) -> None:

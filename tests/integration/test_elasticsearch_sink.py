@@ -389,3 +389,65 @@ def test_ids_with_syntax_round_trip_and_delete_only_themselves(sink_settings: Se
         wait_for(lambda: consumed_everything(sink_settings), "the sink to consume the deletes")
     assert not sink.errors
     assert set(documents(client, index)) == set(plain)
+
+
+class CountingClient:
+    """An Elasticsearch client that counts the documents the sink reads and writes."""
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self.client = client
+        self.read = 0
+        self.written = 0
+
+    def mget(self, docs: list[dict[str, Any]], **kwargs: Any) -> Any:
+        self.read += len(docs)
+        return self.client.mget(docs=docs, **kwargs)
+
+    def bulk(self, operations: list[dict[str, Any]], **kwargs: Any) -> Any:
+        response = self.client.bulk(operations=operations, **kwargs)
+        self.written += len(response["items"])
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_each_event_is_one_write_and_no_read_of_the_document(sink_settings: Settings) -> None:
+    """Before: every flush read each product's document and tombstone, then re-indexed the
+    whole document: a product (normalised event, then its prediction) cost four documents
+    read and two whole documents written. Now: one write per event, the tombstone read
+    once, and the prediction sends only its own fields."""
+    from workers.elasticsearch_sink import ElasticsearchSink
+    from workers.sink import SinkMessage
+
+    counting = CountingClient(elasticsearch_client(sink_settings))
+    sink = ElasticsearchSink(sink_settings, client=counting)  # type: ignore[arg-type]
+    pids = [f"c{i}" for i in range(50)]
+
+    def flush(topic_key: str, events: list[NormalisedProduct | Prediction]) -> None:
+        for offset, event in enumerate(events):
+            sink.add(
+                SinkMessage(
+                    topic=sink_settings.topic(topic_key),
+                    partition=0,
+                    offset=offset,
+                    key=event.product_id.encode(),
+                    value=event.model_dump_json().encode(),
+                    timestamp_ms=0,
+                )
+            )
+        assert sink.flush() == []
+
+    try:
+        flush("normalised", [product(pid, 1000) for pid in pids])
+        assert (counting.read, counting.written) == (len(pids), len(pids))  # tombstones only
+        flush("predictions", [prediction(pid, 1000) for pid in pids])
+        assert (counting.read, counting.written) == (len(pids), 2 * len(pids))  # no read
+        flush("predictions", [prediction(pid, 999) for pid in pids])  # stale: still no read
+        assert counting.read == len(pids)
+    finally:
+        sink.close()
+    docs = documents(elasticsearch_client(sink_settings), sink_settings.elasticsearch_index)
+    assert set(docs) == set(pids)
+    assert all(d["prediction"]["model_version"] == "v1000" for d in docs.values())
+    assert all(d["title"].endswith("v1000") for d in docs.values())
