@@ -1,0 +1,123 @@
+"""Issue 9's scale bar: ``catstream train`` on 20,000 labels over 1,000 leaves.
+
+The labels are made by ``feeds.product_maker`` (title, brand, an HTML description)
+over leaves of the Google taxonomy sampled with a fixed seed, 20 per leaf; their
+titles are easy, so this measures cost (wall, CPU, peak RSS of the whole command),
+not accuracy. ``catstream train`` runs as a child process, as a user runs it.
+
+    python -m bench.train_scale [--leaves 1000] [--per-leaf 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.dev_benchmark import ROOT
+from catstream.taxonomy import Taxonomy
+from feeds import catalogue_words
+from feeds.product_maker import MadeProduct, fill_product
+
+TAXONOMY = ROOT.parent / "shared" / "data" / "google_product_taxonomy.en-US.txt"
+CATEGORISER_CONFIG = ROOT / "triton_models" / "repository" / "categoriser"
+LABEL_FIELDS = ("product_id", "title", "description", "brand")
+
+
+@dataclass(frozen=True)
+class TrainScale:
+    labels: int
+    leaves: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    exit_code: int
+    output_tail: str
+
+    def table(self) -> str:
+        return "\n".join(
+            [
+                f"| labels × leaves | {self.labels:,} × {self.leaves:,} |",
+                f"| wall | {self.wall_s:.0f} s |",
+                f"| CPU (user + system) | {self.cpu_s:.0f} s |",
+                f"| peak RSS | {self.peak_rss_mib:,.0f} MiB |",
+            ]
+        )
+
+
+def write_labels(path: Path, taxonomy: Taxonomy, leaves: int, per_leaf: int) -> int:
+    """``leaves`` × ``per_leaf`` labelled products as JSON lines; returns how many."""
+    rng = random.Random(0)
+    chosen = sorted(rng.sample(taxonomy.leaves(), leaves))
+    locale = next(iter(catalogue_words.LOCALES))
+    n = 0
+    with path.open("w", encoding="utf-8") as out:
+        for leaf in chosen:
+            for _ in range(per_leaf):
+                made = MadeProduct(
+                    product_id=f"s{n}",
+                    ordinal=n,
+                    category_id=leaf,
+                    category_path=taxonomy.path(leaf),
+                    locale=locale,
+                )
+                fill_product(rng, made, None)
+                row = {k: v for k, v in made.fields.items() if k in LABEL_FIELDS}
+                row["category"] = taxonomy.path_str(leaf)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+    return n
+
+
+def run_train_scale(workdir: Path, leaves: int, per_leaf: int) -> TrainScale:
+    import shutil
+
+    taxonomy = Taxonomy.load(TAXONOMY)
+    labels = workdir / "labels.jsonl"
+    n = write_labels(labels, taxonomy, leaves, per_leaf)
+    repository = workdir / "repository"
+    shutil.copytree(CATEGORISER_CONFIG, repository / "categoriser", dirs_exist_ok=True)
+    command = [
+        sys.executable, "-m", "catstream.cli", "train", "--labels", str(labels),
+        "--taxonomy", str(TAXONOMY), "--model", "linear", "--model-repository",
+        str(repository), "--no-load", "--quiet",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return TrainScale(
+        labels=n,
+        leaves=leaves,
+        wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
+        peak_rss_mib=round(after.ru_maxrss / 1024, 1),  # Linux: KiB, the largest child
+        exit_code=done.returncode,
+        output_tail=(done.stdout + done.stderr)[-2000:],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leaves", type=int, default=1000)
+    parser.add_argument("--per-leaf", type=int, default=20)
+    parser.add_argument("--workdir", type=Path, default=Path("bench-results/train-scale"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    report = run_train_scale(args.workdir, args.leaves, args.per_leaf)
+    print(report.output_tail)
+    print(report.table())
+    (args.workdir / "train-scale.json").write_text(json.dumps(asdict(report), indent=2))
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
