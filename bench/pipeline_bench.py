@@ -922,6 +922,7 @@ def run_pipeline_bench(
             "batch_max_products": settings.batch_max_products,
             "batch_max_wait_ms": settings.batch_max_wait_ms,
             "max_batches_in_flight": settings.max_batches_in_flight,
+            "refresh_identical": settings.refresh_identical,
             "options": asdict(options),
         },
     )
