@@ -279,6 +279,14 @@ class Settings(BaseSettings):
         "unchanged products, which carry their last prediction forward, ride along",
     )
 
+    # --- identical re-deliveries, session 5 (issue 10) ---------------------------
+    refresh_identical: bool = Field(
+        default=False,
+        description="Publish products whose whole normalised record equals the last one "
+        "published (only updated_at differs) instead of skipping them: a re-feed then "
+        "rewrites every document, e.g. to rebuild a deleted index or collection",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

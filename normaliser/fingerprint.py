@@ -6,7 +6,8 @@ field list is a set (its order does not matter); values keep their order, so a
 re-ordered image list is a change. ``raw_category`` stands for the normalised
 ``category_path``, so ``HOME > Garden`` and ``home/garden`` fingerprint alike.
 A price-only update leaves it unchanged because price is not a categorisation
-field. Pure: no I/O.
+field. ``record_digest(product)`` covers the whole record instead (identical
+re-deliveries, see ``streams.change_detection``). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -40,3 +41,29 @@ def fingerprint(product: NormalisedProduct, fields: Sequence[str]) -> str:
     payload = {name: _field_value(product, name) for name in sorted(set(fields))}
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Per-delivery metadata: what two deliveries of the same record may differ in without
+# anything downstream changing. ``updated_at`` (also as received, in ``raw``) orders a
+# product's versions; ``changed`` is the normalise agent's verdict on this delivery (it
+# only tells the infer agent whether to carry a prediction forward). Everything else a
+# NormalisedProduct holds is published to products.normalised and reaches the
+# Elasticsearch document, the infer and match agents or a review item, so it is digested.
+DELIVERY_FIELDS = frozenset({"updated_at", "changed"})
+RAW_DELIVERY_FIELDS = frozenset({"updated_at"})
+
+
+def record_digest(product: NormalisedProduct) -> str:
+    """blake2b-128 (hex) of the whole normalised record but ``DELIVERY_FIELDS``.
+
+    Canonical JSON (keys sorted at every level, ASCII escapes, so key order in a
+    feed's ``extra`` or ``raw`` and lone surrogates do not matter); list order
+    does. ``fingerprint`` is included, so changing the categorisation fields
+    changes every digest. 16 bytes: the table holds one per product, and a
+    collision (2^-64 at 2^32 products) would only skip one product's refresh.
+    """
+    record = product.model_dump(mode="json", exclude=set(DELIVERY_FIELDS))
+    raw = record.get("raw") or {}
+    record["raw"] = {k: v for k, v in raw.items() if k not in RAW_DELIVERY_FIELDS}
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode("ascii"), digest_size=16).hexdigest()

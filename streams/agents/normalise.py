@@ -1,11 +1,15 @@
 """The normalise agent: ``products.raw`` → ``products.normalised``.
 
-Per event: decode and validate, normalise, fingerprint, compare with the
-product's last state (a changelog-backed table), then publish. Invalid input
+Per event: decode and validate, normalise, fingerprint and digest, compare with
+the product's last state (a changelog-backed table), then publish. Invalid input
 goes to ``products.deadletter`` with a reason; stale updates are dropped and
-counted. Every offset therefore ends up normalised, dead-lettered or counted
-as stale, and the event is acked only after its output was sent (Faust
-flushes the producer before committing the offset).
+counted; a record identical to the last one published (only ``updated_at``
+differs; see ``streams.change_detection`` for why that is safe) is not published
+at all unless ``refresh_identical`` is set. Every offset therefore ends up
+normalised, dead-lettered or counted as stale or identical
+(``catstream_events_total{stage="normalise",outcome=...}``), and the event is
+acked only after its output was sent (Faust flushes the producer before
+committing the offset).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS, STAGE_SECONDS, STALE_EVENTS
 from catstream.settings import Settings
-from normaliser.fingerprint import fingerprint
+from normaliser.fingerprint import fingerprint, record_digest
 from normaliser.product import normalise_product
 from schemas.events import NormalisedProduct, RawProduct, now_ms, parse_updated_at
 from streams.agents.guarded import handle_until_done
@@ -39,6 +43,7 @@ from streams.app import product_topic
 from streams.change_detection import (
     ProductState,
     Verdict,
+    advance,
     check_not_in_future,
     judge,
     next_state,
@@ -105,16 +110,26 @@ class NormaliseStep:
             return await self._delete(raw.product_id, updated_at, context)
         product = self._normalise(raw)
         previous = ProductState.from_dict(self.states.get(product.product_id))
-        verdict = judge(previous, product.updated_at, product.fingerprint)
+        digest = record_digest(product)
+        source = (message.partition, message.offset)
+        verdict = judge(previous, product.updated_at, product.fingerprint, digest, source)
         if verdict is Verdict.STALE:
             STALE_EVENTS.inc()
             log.info("stale_dropped", product_id=product.product_id, **context)
             return "stale"
+        if verdict is Verdict.IDENTICAL:
+            assert previous is not None
+            if not self.settings.refresh_identical:
+                state = advance(previous, product.updated_at)
+                if state != previous:
+                    self.states[product.product_id] = state.as_dict()
+                return verdict.value
+            verdict = Verdict.UNCHANGED  # refresh: flows as before the digest existed
         product = product.model_copy(update={"changed": verdict is Verdict.CHANGED})
         # Encoded before the state changes: a product that cannot be published leaves
         # the table as it was (and becomes a dead letter).
         await self._publish(product)
-        state = next_state(previous, product.updated_at, product.fingerprint)
+        state = next_state(previous, product.updated_at, product.fingerprint, digest, source)
         if state != previous:
             # Only a new state is written: each write is a changelog record, and in a
             # re-published feed most products' state is what the table already holds.

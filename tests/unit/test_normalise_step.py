@@ -158,7 +158,9 @@ def test_state_bytes_per_product_are_bounded() -> None:
     ]
     _handle(step, *messages)
     per_product = sum(len(k) + len(json.dumps(v)) for k, v in states.items()) / len(states)
-    assert per_product < 120  # key + {"updated_at": ..., "fingerprint": 16 hex}
+    # key + {"updated_at": ..., "fingerprint": 64 hex, "digest": 32 hex, "source": [p, offset]}
+    # (the digest and source let an identical re-delivery publish nothing: ~60 bytes)
+    assert per_product < 200
 
 
 def test_the_guard_stops_the_process_instead_of_dead_lettering_everything(
@@ -223,3 +225,72 @@ def test_outputs_are_confirmed_per_batch_and_a_refused_one_is_sent_again_in_orde
 
     assert asyncio.run(run()) == [b"p2", b"p3"]  # p1 was refused; nothing was awaited yet
     assert [key for key, _ in normalised.sent] == [b"p2", b"p3", b"p1", b"p2", b"p3"]
+
+
+def _identical_count() -> float:
+    from catstream.metrics import EVENTS
+
+    return EVENTS.labels(stage="normalise", outcome="identical")._value.get()
+
+
+def test_an_identical_re_delivery_publishes_nothing_and_is_counted() -> None:
+    step, states, normalised, _ = _step()
+    product = {"product_id": "p", "title": "Kite", "price": "9.99", "updated_at": NOW_MS - 10}
+    before = _identical_count()
+    outcomes = _handle(
+        step,
+        raw_message(0, b"p", product),
+        raw_message(1, b"p", product),  # the same feed again
+        raw_message(2, b"p", {**product, "updated_at": NOW_MS}),  # only the time moved
+        raw_message(3, b"p", {**product, "updated_at": NOW_MS - 5}),  # older than that
+        raw_message(4, b"p", {**product, "price": "8.99", "updated_at": NOW_MS}),
+        raw_message(5, b"p", {**product, "title": "Red kite", "updated_at": NOW_MS}),
+    )
+    assert outcomes == ["changed", "identical", "identical", "stale", "unchanged", "changed"]
+    assert _identical_count() == before + 2
+    published = [v for v in normalised.values() if v is not None]
+    assert [(v["price"], v["title"], v["changed"]) for v in published] == [
+        ("9.99", "Kite", True),
+        ("8.99", "Kite", False),  # a price-only change still reaches the sinks
+        ("9.99", "Red kite", True),
+    ]
+    # The identical event advanced the newest time, so the older one after it was stale.
+    assert states["p"]["updated_at"] == NOW_MS
+    assert states["p"]["source"] == [0, 5]
+
+
+def test_a_re_delivery_of_the_publishing_event_is_published_again() -> None:
+    """After a crash between the state write and the commit, the same offset comes again:
+    its output may never have reached Kafka, so it must not be skipped."""
+    step, _states, normalised, _ = _step()
+    product = {"product_id": "p", "title": "Kite", "updated_at": NOW_MS}
+    outcomes = _handle(step, raw_message(7, b"p", product), raw_message(7, b"p", product))
+    assert outcomes == ["changed", "unchanged"]
+    assert len(normalised.sent) == 2
+
+
+def test_refresh_identical_publishes_identical_records_as_unchanged() -> None:
+    step, states, normalised, _ = _step(refresh_identical=True)
+    product = {"product_id": "p", "title": "Kite", "updated_at": NOW_MS}
+    assert _handle(step, raw_message(0, b"p", product), raw_message(1, b"p", product)) == [
+        "changed",
+        "unchanged",
+    ]
+    assert [v and v["changed"] for v in normalised.values()] == [True, False]
+    assert states["p"]["source"] == [0, 0]  # the same record: no new state written
+
+
+def test_a_deleted_then_identical_product_is_published_and_state_rows_without_digest_work() -> None:
+    step, states, normalised, _ = _step()
+    product = {"product_id": "p", "title": "Kite", "updated_at": NOW_MS}
+    outcomes = _handle(
+        step,
+        raw_message(0, b"p", product),
+        raw_message(1, b"p", None),
+        raw_message(2, b"p", product),
+    )
+    assert outcomes == ["changed", "deleted", "changed"]
+    states["p"] = {"updated_at": NOW_MS, "fingerprint": states["p"]["fingerprint"]}  # an old row
+    assert _handle(step, raw_message(3, b"p", product)) == ["unchanged"]
+    assert _handle(step, raw_message(4, b"p", product)) == ["identical"]
+    assert len(normalised.sent) == 4

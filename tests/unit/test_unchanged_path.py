@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct
 from streams.agents.infer import InferAgent
@@ -74,10 +76,14 @@ class CountingTable(dict[str, Any]):
         super().__setitem__(key, value)
 
 
-def test_an_unchanged_product_writes_no_changelog_record() -> None:
-    # Before: every re-published product wrote its (identical) state again.
+@pytest.mark.parametrize(
+    ("refresh", "again"), [(False, "identical"), (True, "unchanged")], ids=["skip", "refresh"]
+)
+def test_an_unchanged_product_writes_no_changelog_record(refresh: bool, again: str) -> None:
+    # Before: every re-published product wrote its (identical) state again. Identical
+    # ones are not published at all now; with refresh_identical they flow as unchanged.
     states = CountingTable()
-    step = NormaliseStep(Settings(), states, MemoryTopic(), MemoryTopic())
+    step = NormaliseStep(Settings(refresh_identical=refresh), states, MemoryTopic(), MemoryTopic())
     product = {"product_id": "p", "title": "Red kettle", "updated_at": 1_700_000_000_000}
     retitled = {**product, "title": "Blue kettle", "updated_at": 1_700_000_000_001}
 
@@ -85,6 +91,6 @@ def test_an_unchanged_product_writes_no_changelog_record() -> None:
         return [await step.handle(raw_message(i, b"p", v)) for i, v in enumerate(values)]
 
     outcomes = asyncio.run(handle(product, product, product, retitled, retitled))
-    assert outcomes == ["changed", "unchanged", "unchanged", "changed", "unchanged"]
+    assert outcomes == ["changed", again, again, "changed", again]
     assert states.writes == 2
     assert states["p"]["updated_at"] == 1_700_000_000_001

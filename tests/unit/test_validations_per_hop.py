@@ -82,7 +82,10 @@ def test_the_normalise_hop_validates_each_product_once(validations: Counter[str]
     step = NormaliseStep(Settings(), {}, normalised, MemoryTopic())
 
     async def handle() -> list[str]:
-        return [await step.handle(raw_message(i, b"p1", RAW)) for i in range(3)]
+        # A new price each time: published as unchanged (an identical one is not published).
+        return [
+            await step.handle(raw_message(i, b"p1", {**RAW, "price": f"12,5{i}"})) for i in range(3)
+        ]
 
     assert asyncio.run(handle()) == ["changed", "unchanged", "unchanged"]
     assert validations == Counter({"RawProduct": 3})
