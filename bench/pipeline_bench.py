@@ -195,38 +195,35 @@ def sink_lag(settings: Settings) -> int:
     """Messages the sinks have not committed yet (-1 while a sink has committed nothing)."""
     lag = 0
     for group, keys in sink_groups(settings).items():
-        consumer = Consumer(librdkafka_config(settings, **{"group.id": group}))
-        try:
-            partitions = []
-            for key in keys:
-                topic = settings.topic(key)
-                meta = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-                partitions += [TopicPartition(topic, p) for p in meta]
-            for committed in consumer.committed(partitions, timeout=10):
-                _, high = consumer.get_watermark_offsets(committed, timeout=10)
-                if high and committed.offset < 0:
-                    return -1
-                lag += max(0, high - committed.offset) if high else 0
-        finally:
-            consumer.close()
+        behind = group_lag(settings, group, keys)
+        if behind < 0:
+            return -1
+        lag += behind
     return lag
 
 
 def worker_lag(settings: Settings) -> int:
     """Messages the worker's agents (normalise on raw, infer on normalised) have not
     committed yet (-1 while they have committed nothing)."""
-    consumer = Consumer(librdkafka_config(settings, **{"group.id": settings.app_id}))
+    return group_lag(settings, settings.app_id, ("raw", "normalised"))
+
+
+def group_lag(settings: Settings, group: str, keys: Sequence[str]) -> int:
+    """Messages of the ``keys`` topics ``group`` has not committed (-1 while it has
+    committed nothing on a partition that holds messages)."""
+    consumer = Consumer(librdkafka_config(settings, **{"group.id": group}))
     try:
-        lag = 0
-        for key in ("raw", "normalised"):
+        partitions = []
+        for key in keys:
             topic = settings.topic(key)
             meta = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            partitions = [TopicPartition(topic, p) for p in meta]
-            for committed in consumer.committed(partitions, timeout=10):
-                _, high = consumer.get_watermark_offsets(committed, timeout=10)
-                if high and committed.offset < 0:
-                    return -1
-                lag += max(0, high - committed.offset) if high else 0
+            partitions += [TopicPartition(topic, p) for p in meta]
+        lag = 0
+        for committed in consumer.committed(partitions, timeout=10):
+            _, high = consumer.get_watermark_offsets(committed, timeout=10)
+            if high and committed.offset < 0:
+                return -1
+            lag += max(0, high - committed.offset) if high else 0
         return lag
     finally:
         consumer.close()

@@ -14,6 +14,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -76,8 +77,6 @@ def write_labels(path: Path, taxonomy: Taxonomy, leaves: int, per_leaf: int) -> 
 
 
 def run_train_scale(workdir: Path, leaves: int, per_leaf: int) -> TrainScale:
-    import shutil
-
     taxonomy = Taxonomy.load(TAXONOMY)
     labels = workdir / "labels.jsonl"
     n = write_labels(labels, taxonomy, leaves, per_leaf)

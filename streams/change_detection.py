@@ -45,7 +45,7 @@ deleted index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -173,9 +173,7 @@ def next_state(
 
 def advance(previous: ProductState, updated_at: int | None) -> ProductState:
     """State after an IDENTICAL event: only the newest ``updated_at`` moves."""
-    return ProductState(
-        _newest(previous, updated_at), previous.fingerprint, previous.digest, previous.source
-    )
+    return replace(previous, updated_at=_newest(previous, updated_at))
 
 
 def check_not_in_future(updated_at: int | None, now_ms: int, max_skew_ms: int) -> None:

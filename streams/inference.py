@@ -99,7 +99,7 @@ class InferenceStep:
         """The batch's outputs, in input order: a product's events come out in the
         order they went in (an upsert then a delete in one batch must end deleted)."""
         started = time.perf_counter()
-        plan: list[tuple[str, NormalisedProduct, LastPrediction | None]] = []
+        plan: list[tuple[str, NormalisedProduct, dict[str, Any] | None]] = []
         to_infer: list[NormalisedProduct] = []
         # Products an earlier event of this batch deletes or re-infers: the table's last
         # prediction is not theirs any more, so a later unchanged event is inferred too.
@@ -136,8 +136,8 @@ class InferenceStep:
         return out
 
     @staticmethod
-    def _carried(product: NormalisedProduct, last: LastPrediction | None) -> LastPrediction | None:
-        """The last prediction to carry forward to ``product``, or None to infer it.
+    def _carried(product: NormalisedProduct, last: LastPrediction | None) -> dict[str, Any] | None:
+        """The last prediction (parsed) to carry forward to ``product``, or None to infer it.
 
         Only a prediction made for this very fingerprint is carried forward. The
         normalise agent's "unchanged" compares with the last version it *saw*; if the
@@ -147,6 +147,7 @@ class InferenceStep:
         """
         if product.changed or not last:
             return None
+        # Tables written before predictions were stored as text hold dicts.
         known: dict[str, Any] = orjson.loads(last) if isinstance(last, str) else last
         if known.get("fingerprint") != product.fingerprint:
             log.warning(
@@ -165,10 +166,8 @@ class InferenceStep:
         EVENTS.labels(stage=STAGE, outcome="deleted").inc()
 
     def _carry_forward(
-        self, product: NormalisedProduct, last: LastPrediction, out: BatchOutputs
+        self, product: NormalisedProduct, known: dict[str, Any], out: BatchOutputs
     ) -> None:
-        # Tables written before predictions were stored as text hold dicts.
-        known = orjson.loads(last) if isinstance(last, str) else last
         # Not validated again: the table holds only predictions this agent validated
         # when it made them (one validation per product per hop).
         prediction = _trusted_prediction(

@@ -21,7 +21,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from catstream.settings import Settings
-from workers.exchange_rates import ExchangeRates, exchange_rates, missing_rate_reason
+from workers.exchange_rates import SETTING, ExchangeRates, exchange_rates, missing_rate_reason
 from workers.offer_index import offer_index
 from workers.search import ProductNotFound, ProductSearch
 
@@ -133,7 +133,7 @@ class ProductOffers:
             body["missing_rates"] = missing
             body["configure"] = (
                 f"no exchange rate for {', '.join(missing)}: add them to the table "
-                f"CATSTREAM_OFFER_EXCHANGE_RATES_FILE names ({rates.path})"
+                f"{SETTING} names ({rates.path})"
             )
         return body
 
