@@ -90,13 +90,31 @@ def image_server() -> Iterator[str]:
         server.shutdown()
 
 
+# Both read the page in one script: the queue and the card are re-rendered while the
+# test polls, and an element found by one WebDriver call can be gone by the next
+# (CI failed on a stale element reference between find_elements and get_attribute).
 def card_product(driver: WebDriver) -> str:
-    return str(driver.find_element(By.ID, "card").get_attribute("data-product-id"))
+    return str(
+        driver.execute_script(
+            "const c = document.getElementById('card');"
+            "return c === null ? '' : (c.getAttribute('data-product-id') || '');"
+        )
+    )
 
 
 def queue_ids(driver: WebDriver) -> list[str]:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#queue li[data-product-id]")
-    return [str(r.get_attribute("data-product-id")) for r in rows]
+    ids = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#queue li[data-product-id]'),"
+        " r => r.getAttribute('data-product-id'));"
+    )
+    return [str(i) for i in ids]
+
+
+def result_texts(driver: WebDriver) -> list[str]:
+    texts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#results button'), b => b.innerText);"
+    )
+    return [str(t) for t in texts]
 
 
 def start_labelling(driver: WebDriver, url: str, name: str) -> str:
@@ -149,13 +167,8 @@ def test_two_labellers_label_with_the_keyboard_in_a_real_browser(
             search = ann.switch_to.active_element
             assert search.get_attribute("id") == "search"
             search.send_keys("toy kitchens")
-            WebDriverWait(ann, WAIT_S).until(
-                lambda d: any(
-                    b.text == DEEP for b in d.find_elements(By.CSS_SELECTOR, "#results button")
-                )
-            )
-            buttons = ann.find_elements(By.CSS_SELECTOR, "#results button")
-            position = [b.text for b in buttons].index(DEEP)
+            WebDriverWait(ann, WAIT_S).until(lambda d: DEEP in result_texts(d))
+            position = result_texts(ann).index(DEEP)
             for _ in range(position):
                 search.send_keys(Keys.ARROW_DOWN)
             search.send_keys(Keys.ENTER)
