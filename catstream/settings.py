@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         description="Static group membership id of this worker slot (survives kill -9)",
     )
     worker_web_port: int = 6066
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the /metrics endpoint each worker and sink process serves "
+        "(0: any free port, logged at start as metrics_serving; the manifests set 9400)",
+    )
     categorisation_fields: tuple[str, ...] = (
         "title",
         "description",

@@ -6,6 +6,7 @@ import faust
 
 from catstream.liveness import EXIT_GUARD_TRIPPED, LIVENESS
 from catstream.logs import get_logger
+from catstream.metrics_endpoint import serve_metrics
 from catstream.settings import Settings
 from streams.agents.normalise import register_normalise_agent
 from streams.app import create_app
@@ -42,6 +43,7 @@ def run_worker(settings: Settings, *, agents: list[str], sinks: bool, api: bool)
         from workers.worker_services import attach_api
 
         attach_api(app, settings, images=review_image_fetcher(settings))
+    serve_metrics(settings, "worker")
     log.info(
         "worker_starting",
         agents=agents,

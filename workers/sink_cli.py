@@ -17,6 +17,7 @@ from typing import Any
 
 from catstream.liveness import EXIT_GUARD_TRIPPED, LIVENESS
 from catstream.logs import get_logger
+from catstream.metrics_endpoint import serve_metrics
 from catstream.settings import Settings
 
 log = get_logger(__name__)
@@ -55,6 +56,7 @@ def run_sink_process(sink: str, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    serve_metrics(settings, f"{sink} sink")
     log.info("sink_process_starting", sink=sink, instance=settings.worker_instance_id)
     name = "milvus-sink" if sink == "milvus" else "es-sink"
     thread = threading.Thread(

@@ -115,12 +115,17 @@ def bound_ports(objects: list[Obj], container: Obj, monkeypatch: pytest.MonkeyPa
     """The TCP ports the container's process listens on, reachable from the pod IP."""
     if runs_catstream(container):
         args = parse_catstream_args(container.get("args", []))
-        if args.command == "worker" and args.api:
-            settings = settings_from(container_env(objects, container), monkeypatch)
-            if settings.api_host not in ALL_INTERFACES:
-                return set()  # bound to an address the kubelet cannot reach
-            return {settings.worker_web_port}
-        return set()
+        if args.command not in ("worker", "sink"):
+            return set()
+        settings = settings_from(container_env(objects, container), monkeypatch)
+        if settings.api_host not in ALL_INTERFACES:
+            return set()  # bound to an address the kubelet cannot reach
+        # every worker and sink process serves /metrics (catstream/metrics_endpoint.py);
+        # port 0 is a free one, which nothing outside can know
+        metrics = {settings.metrics_port} - {0}
+        return metrics | (
+            {settings.worker_web_port} if args.command == "worker" and args.api else set()
+        )
     if container.get("command") == ["tritonserver"]:
         ports = dict(TRITON_PORT_FLAGS)
         for arg in container.get("args", []):
@@ -202,6 +207,28 @@ def test_every_probe_port_is_one_the_process_binds(
                 int(scrape) in bound_ports(objects, c, monkeypatch) for c in pod_containers(obj)
             ), f"{obj['metadata']['name']}: Prometheus scrapes {scrape}, nothing binds it"
     assert probed >= 4
+
+
+def test_every_worker_and_sink_container_exposes_its_metrics(
+    objects: list[Obj], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agents' and sinks' counters live in their own processes: each must be scrapeable."""
+    checked = 0
+    for obj, container in workloads(objects):
+        if not runs_catstream(container):
+            continue
+        args = parse_catstream_args(container.get("args", []))
+        if args.command not in ("worker", "sink"):
+            continue
+        where = f"{obj['metadata']['name']}/{container['name']}"
+        settings = settings_from(container_env(objects, container), monkeypatch)
+        port = port_number(container, "metrics")
+        assert port == settings.metrics_port, (
+            f"{where}: port 'metrics' is not CATSTREAM_METRICS_PORT"
+        )
+        assert port in bound_ports(objects, container, monkeypatch), f"{where}: metrics unreachable"
+        checked += 1
+    assert checked >= 4  # worker, API, two sinks
 
 
 def test_every_service_targets_a_bound_port(
