@@ -47,8 +47,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.normalise_bench import (
     RESULTS_DIR,
@@ -66,6 +68,7 @@ from catstream.kafka_config import librdkafka_config
 from catstream.logs import get_logger
 from catstream.settings import Settings, load_settings
 from deploy.demo_images import ImageServer
+from deploy.services.processes import free_port
 from deploy.services.state import load_state
 from feeds.generator import GenerateOptions, generate_feed
 from feeds.mapping import load_mapping
@@ -430,6 +433,7 @@ class TritonRun:
     image_encode_s: float
     categorise_s: float
     triton_cpu_s: float
+    p99_call_ms: float = 0.0  # one product's whole round (naive only)
 
 
 async def _encode_images(
@@ -524,6 +528,7 @@ async def triton_naive(
 ) -> TritonRun:
     """One product at a time: its image (batch 1), then the categoriser (batch 1)."""
     image_s = categorise_s = 0.0
+    calls: list[float] = []
     async with TritonClient.from_settings(settings) as triton:
         cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
         for product, image in zip(products, images, strict=True):
@@ -533,6 +538,7 @@ async def triton_naive(
             await categorise(triton, settings.categoriser_model, version, [product], embedding)
             image_s += encoded - started
             categorise_s += time.perf_counter() - encoded
+            calls.append(1000 * (time.perf_counter() - started))
     cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0
     seconds = image_s + categorise_s
     return TritonRun(
@@ -544,6 +550,7 @@ async def triton_naive(
         image_encode_s=round(image_s, 3),
         categorise_s=round(categorise_s, 3),
         triton_cpu_s=round(cpu, 2),
+        p99_call_ms=round(percentile(sorted(calls), 0.99), 1),
     )
 
 
@@ -578,6 +585,12 @@ class Latency:
     p99_ms: float
     mean_ms: float
     max_ms: float
+    # the first hop, publish → normalised (the rest is normalised → prediction)
+    normalised_p50_ms: float = 0.0
+    normalised_p99_ms: float = 0.0
+    # the worker's own histograms over the phase: mean milliseconds (or products) per
+    # observation, e.g. "stage infer" per micro-batch, "triton categoriser" per request
+    worker_means: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -596,6 +609,11 @@ class PipelineReport:
     machine_after: dict[str, Any]
     settings: dict[str, Any]
     idle_cpu_per_s: dict[str, float] = field(default_factory=dict)  # per process, idle
+
+    def latency_goal_ms(self) -> float:
+        """Issue 10's p99 bound: at half the maximum rate a micro-batch holds about one
+        product, so Triton's per-batch latency is the naive pipeline's one-product call."""
+        return 2 * float(self.settings["batch_max_wait_ms"]) + self.naive.p99_call_ms
 
     def cpu_ms_per_product(self) -> dict[str, float]:
         """CPU milliseconds per product of each process tree over the end-to-end phase."""
@@ -624,6 +642,18 @@ class PipelineReport:
                 f"{lat.p50_ms:,.0f} ms",
             ),
             ("latency publish → prediction, p99", f"{lat.p99_ms:,.0f} ms"),
+            (
+                "latency goal: 2 × batch window + naive p99 call (the batch the paced rate forms)",
+                f"{self.latency_goal_ms():,.0f} ms",
+            ),
+            (
+                "latency publish → normalised, p50 / p99",
+                f"{lat.normalised_p50_ms:,.0f} / {lat.normalised_p99_ms:,.0f} ms",
+            ),
+            *(
+                (f"paced, worker mean {label}", f"{mean:,.1f}")
+                for label, mean in lat.worker_means.items()
+            ),
             (f"Triton-only ceiling ({best.name})", f"{best.products_per_s:,.1f} products/s"),
             ("end to end / Triton-only ceiling", f"{self.ratio_to_ceiling:.2f}"),
             (f"naive pipeline ({self.naive.name})", f"{self.naive.products_per_s:,.1f} products/s"),
@@ -775,11 +805,13 @@ def measure_latency(
 ) -> Latency:
     ids = distinct_ids(events)
     watch = PredictionWatch(settings)
+    before = histogram_totals(worker.settings.metrics_port)
     publish_events(settings, events, rate=rate)
     try:
         wait_all_acknowledged(settings, worker, watch, ids, stored, 600)
     finally:
         watch.close()
+    means = histogram_means(before, histogram_totals(worker.settings.metrics_port))
     sent: dict[str, int] = {}
     for record in read_all(settings, "raw"):
         if record.key in ids:
@@ -791,6 +823,7 @@ def measure_latency(
     latencies = sorted(float(predicted[k] - sent[k]) for k in predicted)
     if len(latencies) < len(sent):
         raise RuntimeError(f"only {len(latencies)} of {len(sent)} paced products were predicted")
+    normalised = sorted(float(t - sent[k]) for k, t in first_timestamps(settings, sent).items())
     return Latency(
         products=len(latencies),
         rate_per_s=round(rate, 2),
@@ -798,7 +831,56 @@ def measure_latency(
         p99_ms=percentile(latencies, 0.99),
         mean_ms=round(statistics.fmean(latencies), 1),
         max_ms=latencies[-1],
+        normalised_p50_ms=percentile(normalised, 0.5) if normalised else 0.0,
+        normalised_p99_ms=percentile(normalised, 0.99) if normalised else 0.0,
+        worker_means=means,
     )
+
+
+# Where a paced product's time goes inside the worker (issue 10's latency goal).
+LATENCY_HISTOGRAMS = {
+    "catstream_stage_seconds": "stage",
+    "catstream_triton_request_seconds": "triton",
+    "catstream_image_fetch_seconds": "image fetch",
+    "catstream_batch_size": "products per batch,",
+}
+
+
+def histogram_totals(metrics_port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each worker histogram in ``LATENCY_HISTOGRAMS``, by its label."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    text = httpx.get(url, timeout=10).text
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        prefix = LATENCY_HISTOGRAMS.get(family.name)
+        for sample in family.samples if prefix else []:
+            suffix = sample.name.removeprefix(family.name)
+            if suffix in ("_sum", "_count"):
+                label = " ".join([str(prefix), *map(str, sample.labels.values())])
+                totals.setdefault(label, [0.0, 0.0])[suffix == "_count"] += sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def histogram_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean per observation between two ``histogram_totals``: ms for times, else as is."""
+    means: dict[str, float] = {}
+    for label, (total, count) in after.items():
+        old_total, old_count = before.get(label, (0.0, 0.0))
+        if count > old_count:
+            scale = 1.0 if label.startswith("products") else 1000.0
+            means[label] = round(scale * (total - old_total) / (count - old_count), 1)
+    return means
+
+
+def first_timestamps(settings: Settings, keys: dict[str, int]) -> dict[str, int]:
+    """When each product's first normalised event was published (its record timestamp)."""
+    first: dict[str, int] = {}
+    for record in read_all(settings, "normalised"):
+        if record.key in keys and record.key not in first and record.value is not None:
+            first[record.key] = record.timestamp_ms
+    return first
 
 
 def _process_name(process: BenchWorker) -> str:
@@ -848,13 +930,17 @@ def run_pipeline_bench(
     services = service_pids(settings)
     before = machine()
     create_topics(settings)
+    # The latency phase reads worker-0's histograms from its /metrics.
+    worker_settings = settings.model_copy(update={"metrics_port": free_port()})
     with ImageServer() as images:
         if options.sinks_in_worker:
-            worker = BenchWorker(settings, workdir / "pipeline-worker.log", "--sinks").start()
+            worker = BenchWorker(
+                worker_settings, workdir / "pipeline-worker.log", "--sinks"
+            ).start()
             sinks: list[BenchWorker] = []
         else:  # the production shape: each sink its own process
             worker = BenchWorker(
-                settings, workdir / "pipeline-worker.log", "--instance-id", "worker-0"
+                worker_settings, workdir / "pipeline-worker.log", "--instance-id", "worker-0"
             ).start()
             sinks = [
                 BenchWorker(settings, workdir / f"{name}-sink.log", name, command="sink").start()
