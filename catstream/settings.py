@@ -27,6 +27,11 @@ def _default_home() -> Path:
     return Path(os.environ.get("CATSTREAM_HOME", PROJECT_ROOT / ".catstream"))
 
 
+def _default_model_cache() -> Path:
+    cache_root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_root) / "catstream"
+
+
 MODEL_REPOSITORY_SOURCE = PROJECT_ROOT / "triton_models" / "repository"
 
 
@@ -67,6 +72,12 @@ class Settings(BaseSettings):
         default_factory=lambda: _default_home() / "model-repository",
         description="Triton model repository (the local stack keeps a working copy of "
         "triton_models/repository here, with the trained categoriser versions)",
+    )
+    model_cache_dir: Path = Field(
+        default_factory=_default_model_cache,
+        description="Models derived from installed weights (the MiniLM ONNX graph), exported "
+        "once per machine and named by what they were made from; outside the home, so a "
+        "fresh stack or test session does not export them again",
     )
 
     # --- Kafka ---------------------------------------------------------------

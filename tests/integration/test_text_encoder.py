@@ -1,13 +1,15 @@
 """The text encoder served by the real tritonserver of the local stack.
 
 Triton's embeddings must equal all-MiniLM-L6-v2 run in-process by
-sentence-transformers (within 1e-4 cosine distance), stay correct when many
-requests are batched together, and a bad request must fail alone.
+sentence-transformers (within 1e-4 cosine distance), equal the in-process ONNX
+encoder training embeds with (value by value), stay correct when many requests
+are batched together, and a bad request must fail alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +18,9 @@ import numpy.typing as npt
 import pytest
 import tritonclient.grpc.aio as grpc_aio
 
+from bench.dev_benchmark import DEFAULT_DATA
 from catstream.settings import Settings
+from triton_models.categoriser.encoder import TextEncoder
 from triton_models.triton_client import TritonClient, TritonRequestInvalid
 
 LONG_DESCRIPTION = " ".join(
@@ -77,6 +81,23 @@ async def test_embeddings_match_sentence_transformers(
     distances = _cosine_distance(served, expected)
     worst = int(np.argmax(distances))
     assert distances.max() < 1e-4, f"{SENTENCES[worst][:40]!r} is {distances[worst]:.2e} away"
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+
+
+async def test_served_embeddings_equal_the_training_encoder(client: TritonClient) -> None:
+    """Triton's text_encoder and training's in-process encoder run one ONNX graph."""
+    lines = DEFAULT_DATA.read_text(encoding="utf-8").splitlines()[::50]
+    titles = [str(json.loads(line).get("title") or "") for line in lines] + SENTENCES
+
+    served = np.concatenate(
+        [
+            await client.embed_texts(titles[start : start + 64])
+            for start in range(0, len(titles), 64)
+        ]
+    )
+    in_process = TextEncoder(threads=1).encode(titles)
+
+    np.testing.assert_allclose(served, in_process, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
 
 

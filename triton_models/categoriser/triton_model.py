@@ -70,17 +70,21 @@ def invalid_argument(message: str | None) -> Any:
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
-        torch.set_num_threads(int(_parameter(config, "torch_num_threads", "1")))
+        threads = int(_parameter(config, "torch_num_threads", str(DEFAULT_TORCH_THREADS)))
+        torch.set_num_threads(threads)
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
             device = f"cuda:{args['model_instance_device_id']}"
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
 
+        from triton_models.categoriser.encoder import shared_encoder
         from triton_models.categoriser.features import ProductFields
         from triton_models.categoriser.serving import Predictor
 
         self.fields_type = ProductFields
-        self.predictor = Predictor.load(version_dir, device=device)
+        # MiniLM runs on ONNX Runtime, which would otherwise take a thread per core.
+        encoder = shared_encoder(device, threads=threads)
+        self.predictor = Predictor.load(version_dir, device=device, encoder=encoder)
         pb_utils.Logger.log_info(
             f"categoriser version {args['model_version']} ready: device={device} "
             f"labels={len(self.predictor.metadata.space)}"

