@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from catstream.kafka_config import librdkafka_config
+from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.settings import Settings
 
@@ -139,8 +140,17 @@ class OutputProducer:
                 continue
             if error is None:
                 delivered.set_result(None)
-            else:
-                delivered.set_exception(KafkaException(error))
+                continue
+            delivered.set_exception(KafkaException(error))
+            if error.fatal():
+                # An idempotent producer that lost its sequence (e.g. the broker lost its
+                # state) refuses every later record: retrying would wedge the agent. A
+                # restarted process has a new producer and handles the unacked events.
+                LIVENESS.stop_process(
+                    "output_producer",
+                    f"the agents' Kafka producer failed fatally ({error.str()}); "
+                    "the process restarts with a new producer",
+                )
 
 
 @dataclass
