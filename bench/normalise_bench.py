@@ -13,7 +13,8 @@ which), in fresh topics of its own:
 3. **normalise in process**: decode + validate + normalise + fingerprint + JSON
    encode of the same raw bytes in a loop, no Kafka;
 4. **normalise through the broker**: ``catstream worker --agents normalise`` is
-   started on the already-published topic; rate = outputs (normalised + dead
+   started on the already-published topic, with ``CATSTREAM_REFRESH_IDENTICAL=true``
+   so that every event has an output (the feed repeats products); rate = outputs (normalised + dead
    letters) / (last − first output message timestamp), so worker start-up is
    not counted. The worker's CPU seconds give a load-independent events/CPU-s.
 
@@ -566,6 +567,10 @@ def normalise_through_broker(
     settings: Settings, workdir: Path, expected: int, raw_profile: Path | None = None
 ) -> StreamResult:
     outputs = ("normalised", "deadletter")
+    # The feed repeats products: the agent publishes nothing for a record identical to
+    # the last one it published, so without this the outputs never reach ``expected``
+    # and the in-process loop (which encodes every event) would not be the same work.
+    settings = settings.model_copy(update={"refresh_identical": True})
     started = time.monotonic()
     with running_worker(settings, workdir / "normalise-worker.log", "--agents", "normalise") as w:
         wait_for_offsets(settings, outputs, 1, 300, w, every_s=0.2)

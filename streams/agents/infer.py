@@ -37,12 +37,14 @@ from catstream.settings import Settings
 from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
 from streams.app import product_topic
+from streams.changelog_table import ChangelogTable
 from streams.contiguity import PartitionContiguity, watch_partitions
 from streams.idle_take import take_batches
 from streams.image_embedding import ImageEmbedder
 from streams.images import ImageFetcher
 from streams.inference import STAGE, BatchOutputs, InferenceStep, LastPrediction
 from streams.model_state import ModelState
+from streams.output_producer import OutputProducer
 from streams.review import ReviewRouter
 from triton_models.triton_client import TritonClient
 
@@ -71,14 +73,18 @@ class InferAgent:
     ) -> None:
         self.app = app
         self.settings = settings
+        # Outputs and changelog writes through librdkafka, confirmed per batch
+        # (streams.output_producer); dead letters, rare, through Faust's producer.
+        self.output = OutputProducer(settings) if topics is None else None
         self.topics = topics or {
-            key: product_topic(app, settings, key)
-            for key in ("predictions", "embeddings", "review", "deadletter")
+            **{
+                key: self._output().topic(settings.topic(key))
+                for key in ("predictions", "embeddings", "review")
+            },
+            "deadletter": product_topic(app, settings, "deadletter"),
         }
         self.last_predictions = (
-            last_predictions
-            if last_predictions is not None
-            else app.Table("last-prediction", default=None, partitions=settings.topic_partitions)
+            last_predictions if last_predictions is not None else self._last_prediction_table()
         )
         self.policy = DeadLetterPolicy(STAGE, settings)
         self.dead_letters = DeadLetterTopic(self.policy, self.topics["deadletter"])
@@ -86,6 +92,22 @@ class InferAgent:
         self.in_flight: Counter[str] = Counter()  # changed products still being inferred
         self.step: InferenceStep | None = step
         self.stream: Any = None
+
+    def _output(self) -> OutputProducer:
+        assert self.output is not None
+        return self.output
+
+    def _last_prediction_table(self) -> ChangelogTable:
+        table = ChangelogTable(
+            self.app,
+            output=self._output(),
+            name="last-prediction",
+            default=None,
+            beacon=self.app.tables.beacon,
+            partitions=self.settings.topic_partitions,
+        )
+        self.app.tables.add(table)
+        return table
 
     def _build_step(self) -> InferenceStep:
         # Built on first use, inside the worker's event loop (gRPC and aiohttp bind to it).
@@ -223,6 +245,8 @@ class InferAgent:
             self.in_flight.subtract(changed)
             self.in_flight += Counter()  # drop zero counts
         await self._publish(outputs, events)
+        if isinstance(self.last_predictions, ChangelogTable):
+            await self.last_predictions.confirm_changelog()
         for event in events:
             await self.stream.ack(event)
 
@@ -342,6 +366,12 @@ def register_infer_agent(app: faust.App, settings: Settings) -> InferAgent:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         agent.contiguity.forget(revoked)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_output(app: faust.App, **_: Any) -> None:
+        # Unacked batches are handled again after a restart; this only saves the rework.
+        if agent.output is not None:
+            await asyncio.to_thread(agent.output.close)
 
     @app.agent(product_topic(app, settings, "normalised"), name="infer")
     async def infer(stream: Any) -> None:

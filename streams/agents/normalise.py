@@ -8,8 +8,9 @@ differs; see ``streams.change_detection`` for why that is safe) is not published
 at all unless ``refresh_identical`` is set. Every offset therefore ends up
 normalised, dead-lettered or counted as stale or identical
 (``catstream_events_total{stage="normalise",outcome=...}``), and the event is
-acked only after its output was sent (Faust flushes the producer before
-committing the offset).
+acked only after Kafka acknowledged its output and its ``product-state``
+changelog write (both through ``streams.output_producer``, confirmed once per
+micro-batch), so no committed offset has an undelivered output.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ from streams.change_detection import (
     judge,
     next_state,
 )
+from streams.changelog_table import ChangelogTable
 from streams.contiguity import PartitionContiguity, watch_partitions
 from streams.idle_take import take_batches
+from streams.output_producer import OutputProducer
 from streams.raw_decoding import decode_raw_product
 
 STAGE = "normalise"
@@ -218,15 +221,22 @@ def _key_text(key: bytes | None) -> str | None:
 
 def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseStep:
     """Declare the product-state table and the agent on ``app``."""
-    states = app.Table(
-        "product-state",
+    # Outputs and changelog writes go through librdkafka and are confirmed per batch
+    # (streams.output_producer); dead letters, rare, through Faust's producer.
+    output = OutputProducer(settings)
+    states = ChangelogTable(
+        app,
+        output=output,
+        name="product-state",
         default=None,
+        beacon=app.tables.beacon,
         partitions=settings.topic_partitions,
     )
+    app.tables.add(states)
     step = NormaliseStep(
         settings,
         states,
-        normalised=product_topic(app, settings, "normalised"),
+        normalised=output.topic(settings.topic("normalised")),
         deadletter=product_topic(app, settings, "deadletter"),
     )
 
@@ -237,6 +247,11 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         contiguity.forget(revoked)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_output(app: faust.App, **_: Any) -> None:
+        # Unacked events are handled again after a restart; this only saves the rework.
+        await asyncio.to_thread(output.close)
 
     @app.agent(product_topic(app, settings, "raw"), name="normalise")
     async def normalise(stream: Any) -> None:
@@ -258,6 +273,7 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
                     await asyncio.Event().wait()
                 handled.append(event)
             await step.confirm()
+            await states.confirm_changelog()
             for event in handled:
                 await stream.ack(event)
 
