@@ -840,6 +840,7 @@ def measure_latency(
 # Where a paced product's time goes inside the worker (issue 10's latency goal).
 LATENCY_HISTOGRAMS = {
     "catstream_stage_seconds": "stage",
+    "catstream_record_age_seconds": "record age at",
     "catstream_triton_request_seconds": "triton",
     "catstream_image_fetch_seconds": "image fetch",
     "catstream_batch_size": "products per batch,",

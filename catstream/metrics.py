@@ -61,6 +61,15 @@ TRITON_ERRORS = Counter(
     ["model"],
     registry=REGISTRY,
 )
+# Kafka timestamp → outputs confirmed: what each hop adds to publish → prediction (the
+# stage histograms above time only the work, not the waits before it).
+RECORD_AGE_SECONDS = Histogram(
+    "catstream_record_age_seconds",
+    "Seconds from a record's Kafka timestamp to its stage's outputs being confirmed, by stage",
+    ["stage"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 CONSUMER_LAG = Gauge(
     "catstream_consumer_lag",
     "Records between the committed offset and the end of the partition",

@@ -19,6 +19,7 @@ the process (non-zero exit) instead of waiting on a queue nobody empties.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import Counter
 from typing import Any
@@ -32,7 +33,7 @@ from catstream.deadletters import DeadLetterPolicy, DeadLetterTopic, SourceMessa
 from catstream.errors import DeadLetterLimitExceeded, InvalidMessage, RecoverableError
 from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
-from catstream.metrics import EVENTS
+from catstream.metrics import EVENTS, RECORD_AGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import load_taxonomy
 from schemas.events import NormalisedProduct
@@ -247,7 +248,9 @@ class InferAgent:
         await self._publish(outputs, events)
         if isinstance(self.last_predictions, ChangelogTable):
             await self.last_predictions.confirm_changelog()
+        now = time.time()
         for event in events:
+            RECORD_AGE_SECONDS.labels(stage=STAGE).observe(now - event.message.timestamp)
             await self.stream.ack(event)
 
     async def _one_by_one(self, products: list[NormalisedProduct]) -> BatchOutputs:

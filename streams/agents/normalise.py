@@ -34,7 +34,7 @@ from catstream.deadletters import (
 )
 from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
-from catstream.metrics import EVENTS, STAGE_SECONDS, STALE_EVENTS
+from catstream.metrics import EVENTS, RECORD_AGE_SECONDS, STAGE_SECONDS, STALE_EVENTS
 from catstream.settings import Settings
 from normaliser.fingerprint import fingerprint, record_digest
 from normaliser.product import normalise_product
@@ -274,7 +274,9 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
                 handled.append(event)
             await step.confirm()
             await states.confirm_changelog()
+            now = time.time()
             for event in handled:
+                RECORD_AGE_SECONDS.labels(stage=STAGE).observe(now - event.message.timestamp)
                 await stream.ack(event)
 
     return step

@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from catstream.kafka_config import librdkafka_config
 from catstream.settings import Settings
+from deploy.services.processes import free_port
 from feeds.generator import GenerateOptions, GenerateReport, generate_feed
 from feeds.publisher import publish_feed
 from streams.topics import create_topics
@@ -32,7 +35,8 @@ PRODUCTS = 2000
 @pytest.fixture
 def worker(topic_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
     create_topics(topic_settings)
-    process = WorkerProcess(topic_settings, tmp_path / "worker.log", "--agents", "normalise")
+    settings = topic_settings.model_copy(update={"metrics_port": free_port()})
+    process = WorkerProcess(settings, tmp_path / "worker.log", "--agents", "normalise")
     process.start()
     yield process
     assert process.alive(), "the worker crashed:\n" + process.log_tail()
@@ -162,6 +166,22 @@ def test_price_only_update_is_unchanged_and_title_change_is_changed(
     assert [o["changed"] for o in outputs] == [True, False, True]
     assert [o["price"] for o in outputs] == ["59.99", "49.99", "59.99"]
     assert outputs[1]["fingerprint"] == outputs[0]["fingerprint"] != outputs[2]["fingerprint"]
+
+    # The worker process serves its metrics; each event's age was timed when its outputs
+    # were confirmed, the stale one's included.
+    def ages() -> tuple[float, float]:
+        url = f"http://127.0.0.1:{worker.settings.metrics_port}/metrics"
+        values = {
+            (sample.name, sample.labels.get("stage")): sample.value
+            for family in text_string_to_metric_families(httpx.get(url, timeout=10).text)
+            for sample in family.samples
+        }
+        count = values.get(("catstream_record_age_seconds_count", "normalise"), 0.0)
+        return count, values.get(("catstream_record_age_seconds_sum", "normalise"), 0.0)
+
+    wait_until(lambda: ages()[0] >= len(updates), 30, "4 record ages in the worker's /metrics")
+    count, total = ages()
+    assert 0 < total / count < 60
 
 
 def test_worker_survives_a_burst_of_malformed_messages(
