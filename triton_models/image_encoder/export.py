@@ -12,9 +12,6 @@ git never holds the binary.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,54 +22,27 @@ from triton_models.image_encoder.encoder import (
     ONNX_OUTPUT,
     build_torch_model,
 )
+from triton_models.onnx_file import ensure_onnx_file, write_onnx
 
 OPSET = 17
 
 
 def export_onnx(output: Path, *, opset: int = OPSET) -> Path:
-    """Write the ONNX graph to ``output`` atomically and return the path.
-
-    Written to a temporary file first and renamed, so a concurrent reader (a second
-    Triton instance starting up) never sees a half-written model.
-    """
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model = build_torch_model()
-    example = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    handle, tmp_name = tempfile.mkstemp(prefix=".image_encoder.", suffix=".onnx", dir=output.parent)
-    os.close(handle)
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            # The legacy exporter warns about itself and about constant folding of
-            # the padding slices; neither affects the result.
-            warnings.simplefilter("ignore")
-            # dynamo=False: the TorchScript exporter needs no onnxscript and keeps
-            # the whole graph (weights included) in one self-contained file.
-            torch.onnx.export(
-                model,
-                (example,),
-                tmp_name,
-                input_names=[ONNX_INPUT],
-                output_names=[ONNX_OUTPUT],
-                dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; Triton may run as another user
-        os.replace(tmp_name, output)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return output
+    """Write the ONNX graph to ``output`` atomically and return the path."""
+    return write_onnx(
+        build_torch_model(),
+        (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE),),
+        output,
+        input_names=[ONNX_INPUT],
+        output_name=ONNX_OUTPUT,
+        dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+        opset=opset,
+    )
 
 
 def ensure_onnx(output: Path) -> Path:
     """``output`` if it already exists, otherwise export it there first."""
-    output = Path(output)
-    if output.exists() and output.stat().st_size > 0:
-        return output
-    return export_onnx(output)
+    return ensure_onnx_file(output, export_onnx)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,13 +18,13 @@ import hashlib
 import importlib.metadata
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from catstream.settings import get_settings
+from triton_models.onnx_file import ensure_onnx_file, write_onnx
 
 # The weights are bundled in a package; a hub lookup would only hang offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,50 +98,23 @@ def onnx_file_name() -> str:
 
 
 def export_onnx(output: Path, *, opset: int = OPSET) -> Path:
-    """Write the ONNX graph to ``output`` atomically and return the path.
-
-    Written to a temporary file first and renamed, so a concurrent reader (Triton's
-    text encoder and categoriser start at once) never sees a half-written model.
-    """
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model = build_torch_model()
+    """Write the ONNX graph to ``output`` atomically and return the path."""
     example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
-    handle, tmp_name = tempfile.mkstemp(prefix=".text_encoder.", suffix=".onnx", dir=output.parent)
-    os.close(handle)
     axes = {0: "batch", 1: "tokens"}
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            # The legacy exporter warns about itself and about traced shape arithmetic
-            # in the attention mask; neither affects the result (the tests compare).
-            warnings.simplefilter("ignore")
-            # dynamo=False: the TorchScript exporter needs no onnxscript and keeps the
-            # whole graph (weights included) in one self-contained file.
-            torch.onnx.export(
-                model,
-                example,
-                tmp_name,
-                input_names=list(ONNX_INPUTS),
-                output_names=[ONNX_OUTPUT],
-                dynamic_axes={name: axes for name in ONNX_INPUTS} | {ONNX_OUTPUT: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; Triton may run as another user
-        os.replace(tmp_name, output)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return output
+    return write_onnx(
+        build_torch_model(),
+        example,
+        output,
+        input_names=list(ONNX_INPUTS),
+        output_name=ONNX_OUTPUT,
+        dynamic_axes={name: axes for name in ONNX_INPUTS} | {ONNX_OUTPUT: {0: "batch"}},
+        opset=opset,
+    )
 
 
 def ensure_onnx(output: Path) -> Path:
     """``output`` if it already exists, otherwise export it there first."""
-    output = Path(output)
-    if output.exists() and output.stat().st_size > 0:
-        return output
-    return export_onnx(output)
+    return ensure_onnx_file(output, export_onnx)
 
 
 def cached_onnx(cache_dir: Path | None = None) -> Path:
