@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
+    # Faust's messages carry the record's Kafka timestamp (seconds); the agents time
+    # each record's age from it (catstream_record_age_seconds).
+    timestamp: float = field(default_factory=time.time)
 
     @property
     def tp(self) -> TP:
