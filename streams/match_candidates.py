@@ -275,16 +275,28 @@ class MatchBackends:
 
         Returns the written documents' new versions. Raises ``WriteConflict`` when any
         document had changed: the others are written all the same (a bulk request is not
-        a transaction), so the caller re-reads and recomputes from what is stored.
+        a transaction), so the caller re-reads and recomputes from what is stored. The
+        deletes go last, in a request of their own, and only once every upsert is
+        written: a removed product's document is the only record of which neighbours
+        still point at it, so it must outlive a regrouping that lost a race.
         """
         operations: list[dict[str, Any]] = []
         for product_id, source in sorted(upserts.items()):
             operations.append(_conditional("index", self.index, product_id, expected))
             operations.append(source)
-        for product_id in deletes:
-            operations.append(_conditional("delete", self.index, product_id, expected))
+        written, conflicts = self._bulk(operations)
+        if conflicts:
+            raise WriteConflict(conflicts, written=sorted(written))
+        removals = [_conditional("delete", self.index, pid, expected) for pid in deletes]
+        _, conflicts = self._bulk(removals)
+        if conflicts:
+            raise WriteConflict(conflicts, written=sorted(written))
+        return written
+
+    def _bulk(self, operations: list[dict[str, Any]]) -> tuple[dict[str, Version], list[str]]:
+        """One bulk request: (the new versions of what it wrote, the ids that conflicted)."""
         if not operations:
-            return {}
+            return {}, []
         response = self._es_call(
             "writing offer documents",
             lambda: self.es.bulk(operations=operations, refresh="wait_for"),
@@ -310,9 +322,7 @@ class MatchBackends:
             raise RecoverableError(
                 "elasticsearch", f"offer index refused {len(failed)} writes: {failed[:2]}"
             )
-        if conflicts:
-            raise WriteConflict(conflicts, written=sorted(written))
-        return written
+        return written, conflicts
 
     def group_members(self, offer_group: str, size: int) -> list[str]:
         """The product ids of one offer group (at most ``size``)."""

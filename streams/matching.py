@@ -334,7 +334,10 @@ class OfferMatcher:
             docs[product_id] = own
             changed.add(product_id)
         skip = {product_id} if own is None else set()
-        region = self._region(docs, versions, seeds={product_id, *touched} - skip, skip=skip)
+        region, absent = self._region(
+            docs, versions, seeds={product_id, *touched} - skip, skip=skip
+        )
+        changed |= _drop_dangling(region, absent | skip)  # skip: the product removed
         nodes = {
             pid: GraphNode(
                 pid,
@@ -391,15 +394,18 @@ class OfferMatcher:
         versions: dict[str, Version],
         seeds: set[str],
         skip: set[str],
-    ) -> dict[str, dict[str, Any]]:
-        """Every offer document reachable over edges from ``seeds`` (``docs`` preferred)."""
+    ) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Every offer document reachable over edges from ``seeds`` (``docs`` preferred),
+        and the ids an edge led to that have no offer document."""
         region: dict[str, dict[str, Any]] = {}
+        absent: set[str] = set()
         frontier = set(seeds)
         while frontier and len(region) < MAX_REGION:
             missing = [p for p in frontier if p not in docs]
             found, found_versions = self.backends.read(missing)
             docs.update(found)
             versions.update(found_versions)
+            absent.update(p for p in missing if p not in found)
             next_frontier: set[str] = set()
             for pid in frontier:
                 document = docs.get(pid)
@@ -410,4 +416,25 @@ class OfferMatcher:
             frontier = next_frontier
         if frontier:
             log.warning("match_region_cut", size=len(region), left=len(frontier))
-        return region
+        return region, absent
+
+
+def _drop_dangling(region: dict[str, dict[str, Any]], absent: set[str]) -> set[str]:
+    """Drop the edges to offers that are gone; returns the documents it changed.
+
+    A removal deletes its document only once its neighbours no longer point at it,
+    so this repairs what older versions (whose delete could win a race its
+    neighbours' writes lost) or a hand-edited index left behind."""
+    changed: set[str] = set()
+    for pid, document in region.items():
+        edges = dict(document.get("edges") or {})
+        dangling = sorted(set(edges) & absent)
+        if not dangling:
+            continue
+        for gone in dangling:
+            del edges[gone]
+        document["edges"] = edges
+        document["neighbours"] = sorted(edges)
+        changed.add(pid)
+        log.warning("match_dangling_edges_dropped", product_id=pid, gone=dangling[:5])
+    return changed

@@ -25,7 +25,7 @@ import pytest
 from catstream.settings import Settings
 from schemas.events import ProductEmbedding
 from schemas.vectors import encode_vector
-from streams.match_candidates import MatchBackends, Vectors
+from streams.match_candidates import MatchBackends, Vectors, Version, WriteConflict
 from streams.matching import MatchInput, OfferMatcher
 from tests.integration.offer_feed import catalogue, offers
 from tests.integration.test_offer_matching import matcher_repository  # noqa: F401 (fixture)
@@ -53,6 +53,47 @@ class RacingBackends(MatchBackends):
             self.first = False
             self.barrier.wait(timeout=120)
         return super().write(*args, **kwargs)
+
+
+class CutBackends(MatchBackends):
+    """The real backends; the adder's first write is cut after its first document, and
+    the remover's whole first write runs in the cut (both have read everything first)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        barrier: threading.Barrier,
+        cut: threading.Event,
+        done: threading.Event,
+        *,
+        adder: bool,
+    ) -> None:
+        super().__init__(settings, elasticsearch_client(settings))
+        self.barrier, self.cut, self.done, self.adder = barrier, cut, done, adder
+        self.first = True
+
+    def write(
+        self, upserts: dict[str, dict[str, Any]], deletes: list[str], expected: dict[str, Version]
+    ) -> dict[str, Version]:
+        if not self.first:
+            return super().write(upserts, deletes, expected)
+        self.first = False
+        self.barrier.wait(timeout=120)
+        if not self.adder:
+            assert self.cut.wait(timeout=120)
+            try:
+                return super().write(upserts, deletes, expected)
+            finally:
+                self.done.set()
+        head = min(upserts)
+        written = super().write({head: upserts[head]}, [], expected)
+        self.cut.set()
+        assert self.done.wait(timeout=120)
+        rest = {pid: doc for pid, doc in upserts.items() if pid != head}
+        try:
+            return {**written, **super().write(rest, deletes, expected)}
+        except WriteConflict as exc:
+            raise WriteConflict(exc.product_ids, sorted({*written, *exc.written})) from exc
 
 
 @pytest.fixture
@@ -178,6 +219,51 @@ def test_a_delete_racing_an_add_stays_deleted(
     stored = _stored(topic_settings)
     assert "shopa-0" not in stored, "the deleted offer came back"
     _assert_consistent(stored, [{"bestbuyz-0", "megamart-0"}])
+
+
+def test_a_delete_cut_into_an_adds_write_stays_deleted(
+    topic_settings: Settings,
+    matcher_repository: Path,  # noqa: F811 (the imported fixture)
+    inputs: dict[str, MatchInput],
+) -> None:
+    """The order CI once hit: the adder writes the shared neighbour, the remover's write
+    of it conflicts, then the adder writes the removed offer. The remover must not
+    delete its document while a neighbour may still point at it."""
+    serial, _, _ = _matchers(topic_settings, matcher_repository)
+    serial.match(inputs["shopa-0"])
+    serial.match(inputs["bestbuyz-0"])
+    model = load_served(matcher_repository)
+    barrier, cut, done = threading.Barrier(2), threading.Event(), threading.Event()
+    remover = OfferMatcher(
+        topic_settings, model, CutBackends(topic_settings, barrier, cut, done, adder=False)
+    )
+    adder = OfferMatcher(
+        topic_settings, model, CutBackends(topic_settings, barrier, cut, done, adder=True)
+    )
+    _concurrently(lambda: remover.remove("shopa-0"), lambda: adder.match(inputs["megamart-0"]))
+    stored = _stored(topic_settings)
+    assert "shopa-0" not in stored, "the deleted offer came back"
+    _assert_consistent(stored, [{"bestbuyz-0", "megamart-0"}])
+
+
+def test_an_edge_to_an_offer_that_is_gone_is_dropped_on_the_next_regrouping(
+    topic_settings: Settings,
+    matcher_repository: Path,  # noqa: F811 (the imported fixture)
+    inputs: dict[str, MatchInput],
+) -> None:
+    """What an older version's lost race (or a hand-edited index) left: bestbuyz-0 points
+    at shopa-0, whose document is gone. Regrouping bestbuyz-0's region repairs it."""
+    serial, _, _ = _matchers(topic_settings, matcher_repository)
+    serial.match(inputs["shopa-0"])
+    serial.match(inputs["bestbuyz-0"])
+    es = elasticsearch_client(topic_settings)
+    try:
+        es.delete(index=offer_index(topic_settings), id="shopa-0", refresh="wait_for")
+    finally:
+        es.close()
+    assert "shopa-0" in _stored(topic_settings)["bestbuyz-0"]["edges"]
+    serial.match(inputs["megamart-0"])
+    _assert_consistent(_stored(topic_settings), [{"bestbuyz-0", "megamart-0"}])
 
 
 def test_two_new_offers_of_one_product_find_each_other(
