@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from catstream.liveness import LIVENESS
 from catstream.settings import Settings
 from streams.agents.normalise import NormaliseStep
 from tests.integration.hostile_messages import (
@@ -28,16 +26,6 @@ from tests.integration.hostile_messages import (
 from tests.unit.stream_harness import MemoryTopic, raw_message
 
 CASES = named_cases("u") + kcat_cases("u")
-
-
-@pytest.fixture(autouse=True)
-def no_process_exit() -> Iterator[list[str]]:
-    stops: list[str] = []
-    terminate = LIVENESS.terminate
-    LIVENESS.terminate = lambda: stops.append("stop")
-    yield stops
-    LIVENESS.terminate = terminate
-    LIVENESS.reset()
 
 
 def _run(messages: list[HostileMessage]) -> tuple[list[str], MemoryTopic, MemoryTopic]:
@@ -55,7 +43,7 @@ def _run(messages: list[HostileMessage]) -> tuple[list[str], MemoryTopic, Memory
 
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 def test_each_hostile_message_has_exactly_one_fitting_outcome(
-    case: HostileMessage, no_process_exit: list[str]
+    case: HostileMessage, stops: list[str]
 ) -> None:
     _, normalised, deadletter = _run([case])
     letters: list[dict[str, Any]] = [json.loads(v or b"{}") for _, v in deadletter.sent]
@@ -72,12 +60,12 @@ def test_each_hostile_message_has_exactly_one_fitting_outcome(
     for letter in letters:
         assert letter["reason"].strip()
         assert letter["error_class"] != "ProcessingBug", letter["reason"]
-    assert not no_process_exit
+    assert not stops
 
 
-def test_random_garbage_is_all_dead_lettered(no_process_exit: list[str]) -> None:
+def test_random_garbage_is_all_dead_lettered(stops: list[str]) -> None:
     messages = list(garbage(random.Random(3), 2000))
     _, normalised, deadletter = _run(messages)
     assert not normalised.sent
     assert len(deadletter.sent) == len(messages)
-    assert not no_process_exit
+    assert not stops

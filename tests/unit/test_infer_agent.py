@@ -4,7 +4,6 @@ split, its bad product dead-lettered, the rest published, and nothing ever hangs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -78,16 +77,6 @@ def _consume_until(agent: Any, stream: Any, condition: Any) -> None:
             consuming.cancel()
 
     asyncio.run(run())
-
-
-@pytest.fixture(autouse=True)
-def stops() -> Iterator[list[str]]:
-    calls: list[str] = []
-    terminate = LIVENESS.terminate
-    LIVENESS.terminate = lambda: calls.append("stop")
-    yield calls
-    LIVENESS.terminate = terminate
-    LIVENESS.reset()
 
 
 def test_a_batch_that_fails_for_good_is_split_and_its_bad_product_dead_lettered() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,16 +37,6 @@ def _handle(step: NormaliseStep, *messages: Any) -> list[str]:
 
 def _letters(topic: MemoryTopic) -> list[DeadLetter]:
     return [DeadLetter.model_validate_json(value or b"") for _, value in topic.sent]
-
-
-@pytest.fixture(autouse=True)
-def stops() -> Iterator[list[str]]:
-    stops: list[str] = []
-    terminate = LIVENESS.terminate
-    LIVENESS.terminate = lambda: stops.append("stop")
-    yield stops
-    LIVENESS.terminate = terminate
-    LIVENESS.reset()
 
 
 @pytest.mark.parametrize(

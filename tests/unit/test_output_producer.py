@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from catstream.liveness import LIVENESS
@@ -40,16 +38,6 @@ class ScriptedProducer:
 
     def flush(self, timeout: float) -> int:
         return 0
-
-
-@pytest.fixture(autouse=True)
-def stops() -> Iterator[list[str]]:
-    stops: list[str] = []
-    terminate = LIVENESS.terminate
-    LIVENESS.terminate = lambda: stops.append("stop")
-    yield stops
-    LIVENESS.terminate = terminate
-    LIVENESS.reset()
 
 
 def _deliver(errors: list[KafkaError | None]) -> list[BaseException | None]:

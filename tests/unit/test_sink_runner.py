@@ -4,12 +4,10 @@ dead letters are delivered, and no record can kill the sink."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from catstream.errors import InvalidMessage
@@ -156,16 +154,6 @@ class PickySink:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture(autouse=True)
-def stops() -> Iterator[list[str]]:
-    calls: list[str] = []
-    terminate = LIVENESS.terminate
-    LIVENESS.terminate = lambda: calls.append("stop")
-    yield calls
-    LIVENESS.terminate = terminate
-    LIVENESS.reset()
 
 
 def _runner(
