@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from triton_models.categoriser.features import ProductFields
 from triton_models.categoriser.hierarchy import LabelSpace, decide
@@ -171,3 +172,26 @@ def test_exported_network_matches_the_trained_module(tmp_path: Path, space: Labe
         actual = loaded(*inputs)
     for a, b in zip(actual, expected, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_folding_up_the_full_taxonomy_matches_the_subtree_definition() -> None:
+    # The served categoriser folds scores up the tree level by level (reduceat);
+    # this checks it against the definition, over all 5,582 Google categories:
+    # a category's score is the max of its subtree, and it is accepted when
+    # anything in its subtree clears its threshold.
+    google = Taxonomy.load(Settings().taxonomy_path)
+    full = LabelSpace.build(google, google.ids)
+    rng = np.random.default_rng(7)
+    probabilities = rng.random((3, len(full)), dtype=np.float32)
+    thresholds = rng.uniform(0.9, 1.0, len(full)).astype(np.float32)
+    expected_max = probabilities.copy()
+    own = probabilities >= thresholds[None, :]
+    expected_accepted = own.copy()
+    for index in range(len(full)):
+        for ancestor in full.path_indices(index):
+            expected_max[:, ancestor] = np.maximum(
+                expected_max[:, ancestor], probabilities[:, index]
+            )
+            expected_accepted[:, ancestor] |= own[:, index]
+    np.testing.assert_array_equal(full.subtree_max(probabilities), expected_max)
+    np.testing.assert_array_equal(full.accepted(probabilities, thresholds), expected_accepted)

@@ -44,7 +44,7 @@ class LabelSpace:
     leaf_ids: tuple[int, ...]
     _position: dict[int, int] = field(init=False, repr=False, compare=False)
     _ancestor_matrix: NDArray[Any] = field(init=False, repr=False, compare=False)
-    _bottom_up_order: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _levels: tuple[_LevelStep, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         position = {e.id: i for i, e in enumerate(self.entries)}
@@ -58,8 +58,7 @@ class LabelSpace:
             for index in self.path_indices(position[leaf]):
                 membership[row, index] = 1.0
         object.__setattr__(self, "_ancestor_matrix", membership)
-        deepest_first = sorted(range(len(self.entries)), key=lambda i: -self.entries[i].level)
-        object.__setattr__(self, "_bottom_up_order", tuple(deepest_first))
+        object.__setattr__(self, "_levels", _level_steps(self.entries))
 
     # ------------------------------------------------------------- building
 
@@ -151,23 +150,57 @@ class LabelSpace:
     def subtree_max(self, probabilities: NDArray[Any]) -> NDArray[Any]:
         """[n, labels] independent probabilities → each category's max over its subtree."""
         scores = np.array(probabilities, dtype=np.float32, copy=True)
-        for index in self._bottom_up():
-            parent = self.entries[index].parent
-            if parent >= 0:
-                np.maximum(scores[:, parent], scores[:, index], out=scores[:, parent])
-        return scores
+        return self._propagate_up(scores, np.maximum)
 
     def accepted(self, scores: NDArray[Any], thresholds: NDArray[Any]) -> NDArray[Any]:
         """Boolean [n, labels]: score ≥ threshold, closed upwards (a child implies its parent)."""
-        accepted = scores >= thresholds[None, :]
-        for index in self._bottom_up():
-            parent = self.entries[index].parent
-            if parent >= 0:
-                accepted[:, parent] |= accepted[:, index]
-        return accepted
+        return self._propagate_up(scores >= thresholds[None, :], np.logical_or)
 
-    def _bottom_up(self) -> tuple[int, ...]:
-        return self._bottom_up_order
+    def _propagate_up(self, values: NDArray[Any], combine: np.ufunc) -> NDArray[Any]:
+        """Fold every category's value into its parent's, deepest level first, in place.
+
+        One ``reduceat`` per level instead of a Python loop over every label:
+        over the full Google taxonomy (5,582 labels) the loop cost the served
+        categoriser ~10 ms per call at batch 1 for each of its two uses.
+        """
+        for step in self._levels:
+            folded = combine.reduceat(values[:, step.children], step.starts, axis=1)
+            values[:, step.parents] = combine(values[:, step.parents], folded)
+        return values
+
+
+@dataclass(frozen=True)
+class _LevelStep:
+    """One depth of the tree: its categories grouped by parent, for ``reduceat``."""
+
+    children: NDArray[Any]  # label-map indices at this depth, sorted by parent
+    parents: NDArray[Any]  # each distinct parent once, in the children's order
+    starts: NDArray[Any]  # where each parent's run of children begins in ``children``
+
+
+def _level_steps(entries: Sequence[LabelEntry]) -> tuple[_LevelStep, ...]:
+    """Per depth (deepest first), the children-by-parent runs ``_propagate_up`` folds.
+
+    Depth comes from the parent chain rather than ``level`` so a label map whose
+    stored levels disagree with its parents still folds every child before its parent.
+    """
+    depth = [_depth(entries, index) for index in range(len(entries))]
+    steps = []
+    for level in range(max(depth, default=0), 0, -1):
+        children = np.asarray([i for i, d in enumerate(depth) if d == level], dtype=np.int64)
+        parent_of = np.asarray([entries[i].parent for i in children], dtype=np.int64)
+        order = np.argsort(parent_of, kind="stable")
+        parents, starts = np.unique(parent_of[order], return_index=True)
+        steps.append(_LevelStep(children=children[order], parents=parents, starts=starts))
+    return tuple(steps)
+
+
+def _depth(entries: Sequence[LabelEntry], index: int) -> int:
+    steps = 0
+    while entries[index].parent >= 0:
+        index = entries[index].parent
+        steps += 1
+    return steps
 
 
 @dataclass(frozen=True)
