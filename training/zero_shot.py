@@ -151,7 +151,7 @@ def build_zero_shot(
     config = config or ZeroShotConfig()
     space = zero_shot_space(taxonomy)
     prior = category_prior(taxonomy, space.label_ids, encoder, config, cache_dir)
-    network = PriorNetwork(prior, torch.from_numpy(space.leaf_positions))
+    network = PriorNetwork(prior, torch.from_numpy(space.leaf_positions.copy()))
     scoring = ScoringParams(
         temperature_exclusive=1.0,  # the scale is in the logits
         temperature_independent=1.0,

@@ -195,3 +195,20 @@ def test_folding_up_the_full_taxonomy_matches_the_subtree_definition() -> None:
             expected_accepted[:, ancestor] |= own[:, index]
     np.testing.assert_array_equal(full.subtree_max(probabilities), expected_max)
     np.testing.assert_array_equal(full.accepted(probabilities, thresholds), expected_accepted)
+
+
+def test_subtree_sums_over_the_full_taxonomy_match_the_definition() -> None:
+    # Subtree mass is folded up the tree too (no [leaves, labels] matrix). The leaf
+    # set here holds inner categories as well as leaves, as user labels may: an
+    # inner member keeps its own mass and gains its members' below it.
+    google = Taxonomy.load(Settings().taxonomy_path)
+    members = google.ids[::3]
+    full = LabelSpace.build(google, google.ids, leaf_ids=members)
+    rng = np.random.default_rng(11)
+    own = rng.dirichlet(np.ones(len(full.leaf_ids)), size=4).astype(np.float32)
+    expected = np.zeros((4, len(full)), dtype=np.float64)
+    for column, leaf in enumerate(full.leaf_ids):
+        for ancestor in full.path_indices(full.index(leaf)):
+            expected[:, ancestor] += own[:, column]
+    assert any(e.parent == full.index(m) for e in full.entries for m in full.leaf_ids)
+    np.testing.assert_allclose(full.subtree_sum(own), expected, rtol=1e-5, atol=1e-6)

@@ -43,7 +43,7 @@ class LabelSpace:
     entries: tuple[LabelEntry, ...]
     leaf_ids: tuple[int, ...]
     _position: dict[int, int] = field(init=False, repr=False, compare=False)
-    _ancestor_matrix: NDArray[Any] = field(init=False, repr=False, compare=False)
+    _leaf_positions: NDArray[Any] = field(init=False, repr=False, compare=False)
     _levels: tuple[_LevelStep, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,12 +52,9 @@ class LabelSpace:
         missing = [i for i in self.leaf_ids if i not in position]
         if missing:
             raise ValueError(f"leaf ids {missing} are not in the label map; rebuild the model")
-        # membership[l, c] = 1 when leaf-set member l lies in c's subtree (or is c)
-        membership = np.zeros((len(self.leaf_ids), len(self.entries)), dtype=np.float32)
-        for row, leaf in enumerate(self.leaf_ids):
-            for index in self.path_indices(position[leaf]):
-                membership[row, index] = 1.0
-        object.__setattr__(self, "_ancestor_matrix", membership)
+        leaf_positions = np.asarray([position[i] for i in self.leaf_ids], dtype=np.int64)
+        leaf_positions.setflags(write=False)
+        object.__setattr__(self, "_leaf_positions", leaf_positions)
         object.__setattr__(self, "_levels", _level_steps(self))
 
     # ------------------------------------------------------------- building
@@ -124,7 +121,8 @@ class LabelSpace:
 
     @property
     def leaf_positions(self) -> NDArray[Any]:
-        return np.asarray([self._position[i] for i in self.leaf_ids], dtype=np.int64)
+        """Label-map index of each leaf-set member, in ``leaf_ids`` order (read-only)."""
+        return self._leaf_positions
 
     def path_indices(self, index: int) -> list[int]:
         """Label-map indices from the top level down to ``index``."""
@@ -144,8 +142,15 @@ class LabelSpace:
     # --------------------------------------------------------------- scores
 
     def subtree_sum(self, leaf_probabilities: NDArray[Any]) -> NDArray[Any]:
-        """[n, leaves] softmax probabilities → [n, labels] subtree masses."""
-        return np.asarray(leaf_probabilities @ self._ancestor_matrix, dtype=np.float32)
+        """[n, leaves] softmax probabilities → [n, labels] subtree masses.
+
+        Folded up the tree like ``subtree_max``, not multiplied by a [leaves, labels]
+        0/1 matrix: over the full Google taxonomy that matrix held ~100 MB per loaded
+        version, and reading it cost the served categoriser ~26 ms per call at batch 3.
+        """
+        values = np.zeros((leaf_probabilities.shape[0], len(self.entries)), dtype=np.float32)
+        values[:, self._leaf_positions] = leaf_probabilities
+        return self._propagate_up(values, np.add)
 
     def subtree_max(self, probabilities: NDArray[Any]) -> NDArray[Any]:
         """[n, labels] independent probabilities → each category's max over its subtree."""
