@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from triton_models.text_encoder.encoder import padding_plan
+from triton_models.text_encoder.encoder import GPU_CALL_COST_TOKENS, padding_plan
 
 
 def _cost(lengths: list[int], runs: list[tuple[int, int]], call_cost: int) -> int:
@@ -46,6 +46,11 @@ def test_equal_lengths_take_the_fewest_calls() -> None:
 
 def test_short_titles_are_not_padded_to_long_ones() -> None:
     assert padding_plan([10] * 32 + [59] * 32, 64) == [(0, 32), (32, 64)]
+
+
+def test_on_a_gpu_the_same_titles_go_in_one_call() -> None:
+    # Padding 32 rows by 49 tokens (1,568) is cheaper there than a second call.
+    assert padding_plan([10] * 32 + [59] * 32, 64, GPU_CALL_COST_TOKENS) == [(0, 64)]
 
 
 def test_no_sentences_no_calls() -> None:
