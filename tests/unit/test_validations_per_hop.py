@@ -126,7 +126,7 @@ def test_the_infer_hop_validates_a_categorised_product_once(validations: Counter
         top_scores=[0.9, 0.0],
         predicted_id=leaf,
         confidence=0.9,
-        text_embedding=[0.1] * 384,
+        text_embedding=np.full(384, 0.1, dtype=np.float32),
     )
     images = ImageEmbeddings(np.ones((1, 1280), np.float32), np.ones((1, 1), np.float32), [False])
     out = BatchOutputs()

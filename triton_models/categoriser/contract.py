@@ -30,9 +30,6 @@ class ImageEmbeddings:
     mask: npt.NDArray[np.float32]  # (n, 1)
     failed: list[bool]  # had an image URL, but no embedding came of it
 
-    def vector(self, index: int) -> list[float] | None:
-        return self.vectors[index].tolist() if self.mask[index, 0] > 0 else None
-
 
 OUTPUTS = ["PROBABILITIES", "TOP_IDS", "TOP_SCORES", "PREDICTED_ID", "CONFIDENCE", "TEXT_EMBEDDING"]
 
@@ -46,7 +43,10 @@ class Categorised:
     top_scores: list[float]
     predicted_id: int | None  # deepest category passing its threshold
     confidence: float
-    text_embedding: list[float]
+    # A row of the batch's output, kept as float32: it is only packed for the wire
+    # (schemas.vectors) and compared, and a Python list of 384 floats per product cost
+    # a conversion each way.
+    text_embedding: npt.NDArray[np.float32]
 
 
 def _text(values: list[str | None]) -> npt.NDArray[np.object_]:
@@ -101,7 +101,7 @@ async def categorise(
                 top_scores=[float(v) for v in outputs["TOP_SCORES"][row]],
                 predicted_id=predicted if predicted >= 0 else None,
                 confidence=float(outputs["CONFIDENCE"][row][0]),
-                text_embedding=outputs["TEXT_EMBEDDING"][row].tolist(),
+                text_embedding=outputs["TEXT_EMBEDDING"][row],
             )
         )
     return results
