@@ -28,6 +28,7 @@ from typing import Any
 from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS
+from streams.offset_tracking import seek
 
 log = get_logger(__name__)
 
@@ -125,7 +126,7 @@ class PartitionContiguity:
             )
             EVENTS.labels(stage=self.stage, outcome="refetched_gap").inc()
             self.refetches[tp] = (missing_from, attempts + 1, now)
-            await consumer.seek(tp, expected)
+            await seek(consumer, tp, expected)
         return False
 
     async def watch(self, consumer: Any, now: float | None = None) -> str | None:
@@ -155,7 +156,7 @@ class PartitionContiguity:
             # Attempts are not counted: only a hole seen again after a refetch is accepted.
             self.refetches[tp] = (missing_from, attempts, now)
             try:
-                await consumer.seek(tp, missing_from)
+                await seek(consumer, tp, missing_from)
             except Exception as exc:  # revoked meanwhile: forget() follows
                 log.info("refetch_seek_failed", topic=tp.topic, error=str(exc))
         return None

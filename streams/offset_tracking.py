@@ -69,10 +69,26 @@ async def getmany(consumer: Any, timeout: float) -> AsyncIterator[tuple[Any, Any
     await _seek_back(consumer, dropped)
 
 
+async def seek(consumer: Any, tp: Any, offset: int) -> None:
+    """Faust's ``consumer.seek``, run on the thread that owns the aiokafka consumer.
+
+    Faust runs aiokafka in a thread of its own, but its ``seek`` calls aiokafka's from the
+    caller's thread. aiokafka's fetcher then drops a partition's buffered records while the
+    consumer thread is iterating them (``Fetcher.fetched_records``: ``KeyError``), and that
+    crashed a worker's fetcher in a rebalance (the scale-out test, session 9). A consumer
+    with no thread of its own (the unit tests' fakes) is called directly.
+    """
+    thread = getattr(consumer, "_thread", None)
+    if thread is None:
+        await consumer.seek(tp, offset)
+        return
+    await thread.call_thread(consumer.seek, tp, offset)
+
+
 async def _seek_back(consumer: Any, first_dropped: dict[Any, int]) -> None:
     for tp, offset in first_dropped.items():
         try:
-            await consumer.seek(tp, offset)
+            await seek(consumer, tp, offset)
             log.info(
                 "refetching_dropped_records", topic=tp.topic, partition=tp.partition, offset=offset
             )

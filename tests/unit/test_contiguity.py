@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from streams.contiguity import PartitionContiguity
 from tests.unit.stream_harness import TP, MemoryConsumer
@@ -93,3 +98,47 @@ def test_a_filled_hole_is_no_longer_watched() -> None:
     consumer = MemoryConsumer(_committed_offset={TP0: 0})
     assert _admit(contiguity, consumer, 1, 0) == [False, True]
     assert asyncio.run(contiguity.watch(consumer, now=10**9)) is None
+
+
+class _ConsumerThread:
+    """mode's ``ServiceThread.call_thread``: run a coroutine on a loop in another thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    async def call_thread(self, fun: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        future: Any = asyncio.run_coroutine_threadsafe(fun(*args), self.loop)
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@dataclass
+class _ThreadedConsumer(MemoryConsumer):
+    """Faust's consumer: aiokafka lives on ``_thread``; records where each seek ran."""
+
+    _thread: _ConsumerThread = field(default_factory=_ConsumerThread)
+    seek_threads: list[threading.Thread] = field(default_factory=list)
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seek_threads.append(threading.current_thread())
+        await super().seek(tp, offset)
+
+
+def test_a_refetch_seeks_on_the_consumer_thread() -> None:
+    # Faust's seek mutates aiokafka's fetcher from the caller's thread; run from an
+    # agent it raced the consumer thread's fetched_records (KeyError) in a rebalance
+    # and crashed the worker's fetcher.
+    contiguity = PartitionContiguity("normalise", reseek_after_s=10, stall_limit_s=3600)
+    consumer = _ThreadedConsumer(_committed_offset={TP0: 0})
+    try:
+        assert _admit(contiguity, consumer, 0, 2) == [True, False]  # seeks back for 1
+        assert asyncio.run(contiguity.watch(consumer, now=time.monotonic() + 20)) is None
+    finally:
+        consumer._thread.close()
+    assert consumer.seeks == [(TP0, 1), (TP0, 1)]
+    assert consumer.seek_threads == [consumer._thread.thread] * 2
