@@ -95,8 +95,9 @@ class MiniLM:
         if not sentences:
             return result
         ids = self.tokenize(sentences)
-        order = np.argsort([len(row) for row in ids], kind="stable")
-        lengths = [len(ids[i]) for i in order]
+        counts = np.asarray([len(row) for row in ids])
+        order = np.argsort(counts, kind="stable")
+        lengths = counts[order].tolist()
         for start, end in padding_plan(lengths, self.batch_size, self.call_cost):
             chunk = order[start:end]
             result[chunk] = self._run([ids[i] for i in chunk])
@@ -125,7 +126,7 @@ def padding_plan(
     10–59 tokens), encoding 64 of them fell from 18 to 10 ms per sentence on one core.
     """
     n = len(lengths)
-    best = [0] + [0] * n  # best[j]: the cheapest cost of the first j rows
+    best = [0] * (n + 1)  # best[j]: the cheapest cost of the first j rows
     cut = [0] * (n + 1)  # cut[j]: where the last run of that cheapest plan starts
     for end in range(1, n + 1):
         width = lengths[end - 1]
