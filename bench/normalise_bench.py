@@ -154,6 +154,12 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+# Samples per second. A 20 s end-to-end phase at 50 gave ~130 GIL samples, too few to
+# rank the infer agent's costs; py-spy's own CPU at 200 is what a profiled run already
+# pays in distorted rates (quote shares from it, not products/s).
+PROFILE_RATE_HZ = 200
+
+
 @contextmanager
 def profiling(pid: int, raw_out: Path | None) -> Iterator[None]:
     """py-spy samples of ``pid`` (GIL holders only: Python CPU time) while the block runs."""
@@ -162,7 +168,7 @@ def profiling(pid: int, raw_out: Path | None) -> Iterator[None]:
         return
     command = [
         str(Path(sys.executable).with_name("py-spy")),
-        *("record", "--pid", str(pid), "--rate", "50", "--gil", "--nonblocking"),
+        *("record", "--pid", str(pid), "--rate", str(PROFILE_RATE_HZ), "--gil", "--nonblocking"),
         *("--format", "raw", "--output", str(raw_out)),
     ]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
