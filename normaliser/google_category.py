@@ -64,8 +64,12 @@ def google_category(extra: Mapping[str, Any], taxonomy: Taxonomy | None = None) 
 
 def google_category_path(extra: Mapping[str, Any]) -> str:
     """The Google path of the product's ``google_product_category`` ("" when absent/unknown)."""
+    value = google_category_value(extra)
+    if value is None:
+        # Most products: no taxonomy lookup (load_taxonomy resolves and stats the file).
+        return ""
     taxonomy = load_taxonomy(GOOGLE_TAXONOMY)
-    category = google_category(extra, taxonomy)
+    category = resolve_google_category(value, taxonomy)
     return "" if category is None else taxonomy.path_str(category)
 
 

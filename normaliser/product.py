@@ -59,6 +59,23 @@ def _updated_at(value: str | int | None) -> tuple[int | None, list[str]]:
         return None, [f"updated_at_unparsable: {str(value)[:40]!r}"]
 
 
+def _cut_brand(brand: str | None, short: int) -> str | None:
+    """``brand`` within ``short`` characters, where normalising it again changes nothing.
+
+    A cut can leave what ``canonical_brand`` strips ("SS." from "ß.0" re-cased to
+    "SS.0") and re-casing can lengthen a word (ß → SS), so cut and canonicalise until
+    neither changes it (two rounds in practice; four at most).
+    """
+    for _ in range(4):
+        if brand is None:
+            return None
+        cut = canonical_brand(brand[:short].rstrip())
+        if cut == brand:
+            break
+        brand = cut
+    return brand
+
+
 def _text(name: str, value: object, max_chars: int, warnings: list[str]) -> str | None:
     text, truncated = clean_text_checked(value, max_chars)
     if truncated:
@@ -111,7 +128,7 @@ def normalise_product(raw: RawProduct, *, max_chars: int = 5000) -> NormalisedPr
         merchant=_text("merchant", raw.merchant, short, warnings),
         title=_text("title", raw.title, max_chars, warnings),
         description=_text("description", raw.description, max_chars, warnings),
-        brand=brand[:short].rstrip() if brand else None,
+        brand=_cut_brand(brand, short),
         raw_category=raw_category,
         category_path=split_category(raw_category),
         gender=gender,

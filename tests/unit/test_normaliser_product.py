@@ -229,3 +229,12 @@ def test_a_negative_zero_price_is_zero_and_reads_back_as_itself() -> None:
     once = normalise_product(_messy_raw(price=-0.0))
     assert once.price == "0.00"
     assert normalise_product(as_raw(once)).price == "0.00"
+
+
+def test_a_cut_brand_is_what_a_second_pass_leaves() -> None:
+    # Hypothesis found it: "ß.0" re-cases to "SS.0", the 3-character cut left "SS.",
+    # and a second pass stripped the dot.
+    raw = RawProduct(product_id="0", brand="ß.0")
+    once = normalise_product(raw, max_chars=3)
+    assert once.brand == "SS"
+    assert normalise_product(as_raw(once), max_chars=3).brand == "SS"

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from catstream.taxonomy import Taxonomy
 from normaliser.google_category import google_category_path
-from schemas.events import CategoryScore, NormalisedProduct, Prediction
+from schemas.events import CategoryScore, NormalisedProduct, Prediction, now_ms
 from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonClient
 
@@ -150,14 +150,19 @@ def candidates(
 
 
 def top_category(
-    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised
+    taxonomy: Taxonomy,
+    metadata: ModelMetadata,
+    result: Categorised,
+    path: list[CategoryScore] | None = None,
 ) -> CategoryScore | None:
     """The deepest accepted category; without one, the best leaf candidate.
 
     The fallback still places the product for similarity search and review; the
-    prediction accepts no category (``categories`` stays empty).
+    prediction accepts no category (``categories`` stays empty). ``path`` is
+    ``accepted_path``'s answer when the caller already has it.
     """
-    path = accepted_path(taxonomy, metadata, result)
+    if path is None:
+        path = accepted_path(taxonomy, metadata, result)
     if path:
         return path[-1]
     if result.top_ids and result.top_ids[0] >= 0:
@@ -181,16 +186,21 @@ def build_prediction(
     Built, not validated: its inputs are the validated product and the model's clamped
     scores, and whoever reads the topic validates it once (one validation per hop).
     """
+    path = accepted_path(taxonomy, metadata, result)
+    # Every field given: model_construct computes a missing default_factory's value
+    # with an inspect.signature call (pydantic 2.14), half of this function's cost.
     return Prediction.model_construct(
         product_id=product.product_id,
         model_name=model_name,
         model_version=str(metadata.version),
-        categories=accepted_path(taxonomy, metadata, result),
-        top_category=top_category(taxonomy, metadata, result),
+        categories=path,
+        top_category=top_category(taxonomy, metadata, result, path),
         confidence=min(1.0, max(0.0, result.confidence)),
         uncertainty=uncertainty,
         needs_review=needs_review,
         fingerprint=product.fingerprint,
         updated_at=product.updated_at,
         image_failed=image_failed,
+        carried_forward=False,
+        predicted_at=now_ms(),
     )
