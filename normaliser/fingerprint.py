@@ -15,21 +15,34 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from schemas.events import NormalisedProduct
 
 _FIELD_ALIASES = {"raw_category": "category_path"}
 
 
-def _field_value(product: NormalisedProduct, name: str) -> Any:
-    attribute = _FIELD_ALIASES.get(name, name)
-    if attribute not in NormalisedProduct.model_fields or attribute in ("fingerprint", "changed"):
-        known = ", ".join(sorted(set(NormalisedProduct.model_fields) - {"fingerprint", "changed"}))
-        raise ValueError(
-            f"cannot fingerprint unknown field {name!r}; "
-            f"set CATSTREAM_CATEGORISATION_FIELDS to names from: {known}"
-        )
+@lru_cache(maxsize=16)
+def _attributes(fields: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, attribute) per field, sorted and checked once per field list (a class's
+    ``model_fields`` lookup per field was most of a fingerprint's cost)."""
+    known = set(NormalisedProduct.model_fields) - {"fingerprint", "changed"}
+    pairs = []
+    for name in sorted(set(fields)):
+        attribute = _FIELD_ALIASES.get(name, name)
+        if attribute not in known:
+            raise ValueError(
+                f"cannot fingerprint unknown field {name!r}; "
+                f"set CATSTREAM_CATEGORISATION_FIELDS to names from: {', '.join(sorted(known))}"
+            )
+        pairs.append((name, attribute))
+    return tuple(pairs)
+
+
+def _field_value(product: NormalisedProduct, attribute: str) -> Any:
     value = getattr(product, attribute)
     if isinstance(value, list):
         value = list(dict.fromkeys(value)) if all(isinstance(v, str) for v in value) else value
@@ -38,9 +51,35 @@ def _field_value(product: NormalisedProduct, name: str) -> Any:
 
 def fingerprint(product: NormalisedProduct, fields: Sequence[str]) -> str:
     """sha256 hex of the canonical JSON of ``fields`` (normalised values) of ``product``."""
-    payload = {name: _field_value(product, name) for name in sorted(set(fields))}
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    payload = {name: _field_value(product, attr) for name, attr in _attributes(tuple(fields))}
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def canonical_json(payload: Any) -> bytes:
+    """``json.dumps(sort_keys, no whitespace, ensure_ascii=False)`` as UTF-8, byte for byte.
+
+    orjson writes the same bytes for strings, integers, lists, None and str-keyed
+    dicts at a third of the cost (every event is fingerprinted); floats (formatted
+    differently), lone surrogates and integers beyond 64 bits take the json path.
+    Fingerprints are stored in the state table, so the bytes must never change.
+    """
+    if not _has_float(payload):
+        try:
+            return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_float(v) for v in value)
+    return False
 
 
 # Per-delivery metadata: what two deliveries of the same record may differ in without
