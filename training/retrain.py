@@ -295,9 +295,11 @@ def _set_aside(version_dir: Path) -> Path:
 
 def publish_decision(settings: Settings, decision: ModelDecision) -> None:
     producer = Producer(librdkafka_config(settings, **{"enable.idempotence": True}))
+    # Keyed by model: one model's decisions share a partition, so readers see them in the
+    # order they were made (keyed by version, a later decision could be read first).
     producer.produce(
         settings.topic("models"),
-        key=str(decision.challenger_version).encode(),
+        key=decision.model_name.encode(),
         value=decision.model_dump_json().encode(),
     )
     if producer.flush(30):
