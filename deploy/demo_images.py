@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 import re
+import socket
+import sys
 import threading
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -60,12 +63,25 @@ class _Handler(BaseHTTPRequestHandler):
         return  # quiet: the demo prints its own summary
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        # A client closing a kept-alive connection (the worker's pool, at exit) resets it
+        # under the handler's read: that is the end of the connection, not a fault, and
+        # socketserver's traceback for it used to land in the middle of the demo's output.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ImageServer:
     """``with ImageServer() as server: server.base_url`` — serves until the block ends."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = ThreadingHTTPServer((host, port), _Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), _Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

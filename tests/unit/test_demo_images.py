@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import socket
+
+import pytest
 
 from deploy.demo_images import ImageServer
 
@@ -28,3 +31,23 @@ def test_images_come_over_one_kept_alive_connection_like_a_cdn() -> None:
     ]
     assert replies[0][2][:2] == b"\xff\xd8"
     assert replies[0][2] != replies[1][2]
+
+
+def test_a_client_resetting_its_connection_prints_nothing_but_faults_still_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The demo printed socketserver's ConnectionResetError traceback whenever a kept-alive
+    # client went away; the server's error hook is what decides, so it is called as
+    # socketserver calls it: inside the handler's exception.
+    with ImageServer() as server, socket.socket() as request:
+        for error in (ConnectionResetError(104, "reset by peer"), BrokenPipeError(32, "pipe")):
+            try:
+                raise error
+            except OSError:
+                server.server.handle_error(request, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real fault in the handler")
+        except ValueError:
+            server.server.handle_error(request, ("127.0.0.1", 1))
+    assert "a real fault in the handler" in capsys.readouterr().err
