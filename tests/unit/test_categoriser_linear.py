@@ -120,8 +120,68 @@ def test_one_vs_rest_in_threads_is_the_single_fit(threads: int) -> None:
     many = one_vs_rest(design, classes, LinearTrainConfig(threads=threads))
     order = np.argsort(many[0])
     assert many[0][order].tolist() == one[0].tolist() == list(range(7))
-    assert np.allclose(many[1][order], one[1], atol=1e-3)
+    assert np.allclose(many[1][order].toarray(), one[1].toarray(), atol=1e-3)
     assert np.allclose(many[2][order], one[2], atol=1e-3)
+
+
+def test_classes_fitted_in_chunks_are_the_single_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A coef chunk budget smaller than one class still fits every class, one per fit."""
+    rng = np.random.default_rng(2)
+    classes = np.repeat(np.arange(5), 10)
+    design = sp.csr_matrix(rng.normal(size=(5, 12))[classes] + rng.normal(size=(50, 12)))
+    whole = one_vs_rest(design, classes, LinearTrainConfig(threads=1))
+    monkeypatch.setattr("training.linear.COEF_CHUNK_BYTES", 1)
+    chunked = one_vs_rest(design, classes, LinearTrainConfig(threads=2))
+    order = np.argsort(chunked[0])
+    assert chunked[0][order].tolist() == whole[0].tolist() == list(range(5))
+    assert np.allclose(chunked[1][order].toarray(), whole[1].toarray(), atol=1e-3)
+
+
+def test_served_sparse_weights_are_the_dense_product() -> None:
+    """Dense frequent rows + CSR rows give exactly ``x W`` for bags, empty bags included."""
+    from triton_models.categoriser.network import LinearCategoriser, LinearConfig, SplitWeights
+
+    rng = np.random.default_rng(3)
+    leaves = 40
+    share = np.asarray([0.9, 0.02, 0.5, 0.0, 0.1, 0.05, 0.3, 0.01, 0.2])  # per feature row
+    dense = rng.normal(size=(9, leaves)).astype(np.float32)
+    dense *= rng.random((9, leaves)) < share.reshape(-1, 1)
+    weights = sp.csr_matrix(dense)
+    split = SplitWeights.from_csr(
+        torch.from_numpy(weights.indptr.astype(np.int64)),
+        torch.from_numpy(weights.indices.astype(np.int32)),
+        torch.from_numpy(weights.data),
+        leaves,
+    )
+    n_dense = split.dense_weight.shape[0] - 1
+    assert 0 < n_dense < 9  # both parts are exercised
+    assert len(split.values) > 0
+    config = LinearConfig(
+        n_features=9, n_labels=6, n_leaves=leaves, n_reference=0, text_dim=2, image_dim=3
+    )
+    bias = torch.arange(leaves, dtype=torch.float32)
+    network = LinearCategoriser(
+        config, split, torch.zeros(2, leaves), torch.zeros(3, leaves), bias, torch.zeros(0, 2)
+    )
+    rows = rng.random((3, 9)).astype(np.float32) * (rng.random((3, 9)) < 0.6)
+    rows[1] = 0  # an empty product: one zero-weight feature 0, as ``TfidfRows.batch`` sends
+    x = sp.csr_matrix(rows)
+    indices: list[int] = []
+    values: list[float] = []
+    offsets = [0]
+    for row in range(3):
+        indices += x.indices[x.indptr[row] : x.indptr[row + 1]].tolist() or [0]
+        values += x.data[x.indptr[row] : x.indptr[row + 1]].tolist() or [0.0]
+        offsets.append(len(indices))
+    _, logits = network(
+        torch.tensor(indices),
+        torch.tensor(offsets[:-1]),
+        torch.tensor(values, dtype=torch.float32),
+        torch.zeros(3, 2),
+        torch.zeros(3, 3),
+        torch.zeros(3),
+    )
+    assert np.allclose(logits.numpy(), rows @ dense + bias.numpy(), atol=1e-5)
 
 
 def test_folds_are_stratified_and_cover_every_row() -> None:
