@@ -144,15 +144,15 @@ def one_vs_rest(
     """
     present = np.unique(classes)
     threads = min(config.threads or len(os.sched_getaffinity(0)), len(present))
-    chunk = max(1, COEF_CHUNK_BYTES // (8 * max(design.shape[1], 1)))
     if threads <= 1 or len(present) <= 2:
         groups = [present]
     else:
         groups = [present[start::threads] for start in range(threads)]
+    # two classes are one binary problem: one fit, whatever the budget
+    chunk = max(1, COEF_CHUNK_BYTES // (8 * max(design.shape[1], 1)))
+    chunk = len(present) if len(present) <= 2 else chunk
 
     def fit_group(own: NDArray[Any]) -> tuple[NDArray[Any], Any, NDArray[Any]]:
-        if len(present) <= 2:
-            return _fit_classes(design, classes, own, config)
         parts = [
             _fit_classes(design, classes, own[start : start + chunk], config)
             for start in range(0, len(own), chunk)
