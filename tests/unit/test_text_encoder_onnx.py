@@ -19,9 +19,10 @@ import pytest
 from numpy.typing import NDArray
 
 from bench.dev_benchmark import DEFAULT_DATA
+from catstream.settings import get_settings
 from triton_models.categoriser.encoder import TextEncoder
-from triton_models.text_encoder.encoder import MiniLM
-from triton_models.text_encoder.export import ONNX_INPUTS, ONNX_OUTPUT, export_onnx
+from triton_models.text_encoder.encoder import MiniLM, TorchMiniLM, sentence_encoder
+from triton_models.text_encoder.export import ONNX_INPUTS, ONNX_OUTPUT, export_onnx, model_dir
 
 EXTRA = [
     "",
@@ -114,3 +115,40 @@ def test_in_process_encoder_is_the_onnx_graph(
     encoder = TextEncoder(threads=2)
     assert encoder.encode([]).shape == (0, 384)
     np.testing.assert_allclose(encoder.encode(sentences), reference, atol=1e-4)
+
+
+def test_torch_network_equals_the_onnx_graph(
+    sentences: list[str], reference: NDArray[np.float32]
+) -> None:
+    """The GPU path without onnxruntime-gpu (torch, sdpa attention), run here in float32."""
+    model = TorchMiniLM("cpu", batch_size=64)
+    assert model.providers == ["torch:cpu:float32"]
+    encoded = model.encode(sentences)
+    cosines = _cosines(encoded, reference)
+    assert cosines.min() > 0.9999, f"worst cosine {cosines.min():.6f}"
+    np.testing.assert_allclose(encoded, reference, atol=1e-4)
+
+
+def test_a_gpu_encoder_without_a_gpu_runs_the_onnx_graph_on_cpu() -> None:
+    """CI has no CUDA: asking for one must still give working embeddings, on the CPU."""
+    import torch
+
+    assert not torch.cuda.is_available(), "this test checks the fallback on a CPU-only machine"
+    model = sentence_encoder("cuda:0", threads=1)
+    assert isinstance(model, MiniLM)
+    assert model.providers == ["CPUExecutionProvider"]
+    assert model.encode(["wooden train set"]).shape == (1, 384)
+
+
+def test_text_model_dir_setting_replaces_the_bundled_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bundled = model_dir()
+    monkeypatch.setenv("CATSTREAM_TEXT_MODEL_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert model_dir() == tmp_path
+    finally:
+        monkeypatch.delenv("CATSTREAM_TEXT_MODEL_DIR")
+        get_settings.cache_clear()
+    assert model_dir() == bundled

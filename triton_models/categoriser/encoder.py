@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from catstream.progress import on_terminal
 from triton_models.categoriser.features import ProductFields
-from triton_models.text_encoder.encoder import CPU_PROVIDERS, EMBEDDING_DIM, GPU_PROVIDERS, MiniLM
+from triton_models.text_encoder.encoder import EMBEDDING_DIM, sentence_encoder
 
 TEXT_DIM = EMBEDDING_DIM
 # Sentences per progress-bar step: large enough that the bar costs nothing, small enough
@@ -34,10 +34,11 @@ def embedding_text(fields: ProductFields) -> str:
 
 
 class TextEncoder:
-    """all-MiniLM-L6-v2 on ONNX Runtime (the Triton text encoder's graph), batch in, [n, 384] out.
+    """all-MiniLM-L6-v2 (the Triton text encoder's network), batch in, [n, 384] out.
 
-    ``device`` ``"cpu"`` runs the CPU provider; ``"cuda"``/``"cuda:N"`` asks for the CUDA
-    provider (onnxruntime-gpu), falling back to CPU where the wheel lacks it.
+    ``device`` ``"cpu"`` runs the ONNX graph on CPU; ``"cuda"``/``"cuda:N"`` runs it on the
+    GPU: ONNX Runtime's CUDA provider (onnxruntime-gpu), else torch in float16
+    (:func:`triton_models.text_encoder.encoder.sentence_encoder`).
     ``threads`` bounds ONNX Runtime's intra-op threads (``None``: its default, one per core).
     """
 
@@ -46,8 +47,7 @@ class TextEncoder:
     ) -> None:
         self.device = device
         self.batch_size = batch_size
-        providers = GPU_PROVIDERS if device.startswith("cuda") else CPU_PROVIDERS
-        self._model = MiniLM(threads=threads, providers=providers, batch_size=batch_size)
+        self._model = sentence_encoder(device, threads=threads, batch_size=batch_size)
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> NDArray[Any]:
         if not sentences:

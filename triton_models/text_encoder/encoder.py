@@ -66,24 +66,12 @@ def _tokenizer(model_path: Path) -> Any:
     return tokenizer
 
 
-class MiniLM:
-    """The ONNX graph and its tokenizer. ``onnx_path`` defaults to the shared cache file."""
+class _Encoder:
+    """Tokenising, sorting and padding: what the ONNX and the torch networks share."""
 
-    def __init__(
-        self,
-        onnx_path: Path | None = None,
-        *,
-        threads: int | None = None,
-        providers: Sequence[str] = CPU_PROVIDERS,
-        batch_size: int = 64,
-    ) -> None:
-        self.onnx_path = onnx_path or cached_onnx()
-        self.batch_size = batch_size
-        self._tokenizer = _tokenizer(model_dir())
-        self._session = _session(self.onnx_path, threads, providers)
-        self.providers: list[str] = list(self._session.get_providers())
-        on_gpu = self.providers[0] == "CUDAExecutionProvider"
-        self.call_cost = GPU_CALL_COST_TOKENS if on_gpu else CALL_COST_TOKENS
+    batch_size: int
+    call_cost: int
+    _tokenizer: Any
 
     def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
         """Token ids per sentence, ``[CLS] ... [SEP]``, at most ``max_seq_length``."""
@@ -100,18 +88,109 @@ class MiniLM:
         lengths = counts[order].tolist()
         for start, end in padding_plan(lengths, self.batch_size, self.call_cost):
             chunk = order[start:end]
-            result[chunk] = self._run([ids[i] for i in chunk])
+            result[chunk] = self._run(*_padded([ids[i] for i in chunk]))
         return result
 
-    def _run(self, rows: list[list[int]]) -> NDArray[np.float32]:
-        width = max(len(row) for row in rows)
-        input_ids = np.zeros((len(rows), width), np.int64)  # [PAD] is id 0
-        attention_mask = np.zeros((len(rows), width), np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = row
-            attention_mask[i, : len(row)] = 1
+    def _run(
+        self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        raise NotImplementedError
+
+
+def _padded(rows: list[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``input_ids`` and ``attention_mask`` ``[len(rows), longest]``, zero-padded."""
+    width = max(len(row) for row in rows)
+    input_ids = np.zeros((len(rows), width), np.int64)  # [PAD] is id 0
+    attention_mask = np.zeros((len(rows), width), np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = row
+        attention_mask[i, : len(row)] = 1
+    return input_ids, attention_mask
+
+
+class MiniLM(_Encoder):
+    """The ONNX graph and its tokenizer. ``onnx_path`` defaults to the shared cache file."""
+
+    def __init__(
+        self,
+        onnx_path: Path | None = None,
+        *,
+        threads: int | None = None,
+        providers: Sequence[str] = CPU_PROVIDERS,
+        batch_size: int = 64,
+    ) -> None:
+        self.onnx_path: Path | None = onnx_path or cached_onnx()
+        self.batch_size = batch_size
+        self._tokenizer = _tokenizer(model_dir())
+        self._session = _session(self.onnx_path, threads, providers)
+        self.providers: list[str] = list(self._session.get_providers())
+        on_gpu = self.providers[0] == "CUDAExecutionProvider"
+        self.call_cost = GPU_CALL_COST_TOKENS if on_gpu else CALL_COST_TOKENS
+
+    def _run(
+        self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
         feeds = dict(zip(ONNX_INPUTS, (input_ids, attention_mask), strict=True))
         return np.asarray(self._session.run([ONNX_OUTPUT], feeds)[0], dtype=np.float32)
+
+
+class TorchMiniLM(_Encoder):
+    """The same network in torch (:func:`export.build_torch_model`), for a CUDA device.
+
+    A GPU without onnxruntime-gpu (the ``onnxruntime`` wheel has no CUDA provider)
+    runs it here, in float16 with fused attention; pooling and normalisation stay in
+    float32. On a CPU it runs in float32 and equals the ONNX graph.
+    """
+
+    def __init__(self, device: str = "cuda", *, batch_size: int = 256) -> None:
+        import torch
+
+        from triton_models.text_encoder.export import build_torch_model
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.onnx_path = None
+        self.batch_size = batch_size
+        self._tokenizer = _tokenizer(model_dir())
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self._network = build_torch_model(attention="sdpa").to(self.device, dtype)
+        self.providers = [f"torch:{self.device}:{str(dtype).removeprefix('torch.')}"]
+        self.call_cost = GPU_CALL_COST_TOKENS if self.device.type == "cuda" else CALL_COST_TOKENS
+
+    def _run(
+        self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        torch = self._torch
+        with torch.inference_mode():
+            ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
+            mask = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
+            return self._network(ids, mask).cpu().numpy()
+
+
+def sentence_encoder(
+    device: str = "cpu",
+    *,
+    threads: int | None = None,
+    batch_size: int = 64,
+    onnx_path: Path | None = None,
+) -> MiniLM | TorchMiniLM:
+    """MiniLM for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+
+    On a GPU: ONNX Runtime's CUDA provider where this onnxruntime has it
+    (onnxruntime-gpu, the same graph as on CPU), else torch on CUDA, else the CPU.
+    """
+    if device.startswith("cuda"):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return MiniLM(
+                onnx_path, threads=threads, providers=GPU_PROVIDERS, batch_size=batch_size
+            )
+        import torch
+
+        if torch.cuda.is_available():
+            return TorchMiniLM(device, batch_size=max(batch_size, 256))
+    return MiniLM(onnx_path, threads=threads, providers=CPU_PROVIDERS, batch_size=batch_size)
 
 
 def padding_plan(

