@@ -14,7 +14,8 @@ One row per product, primary key ``product_id``:
 * ``category_path``, ``model_version``, ``updated_at`` for display and audits.
 
 ``ensure_collection`` is idempotent and safe when several processes start at
-once: creation carries its index, and losing the creation race is not an error.
+once: losing the creation race is not an error, and a collection left without
+its indexes (its creator failed between the two calls) gets them.
 """
 
 from __future__ import annotations
@@ -111,14 +112,14 @@ def build_schema(spec: CollectionSpec) -> Any:
     return schema
 
 
-def build_index_params(spec: CollectionSpec) -> Any:
+def build_index_params(spec: CollectionSpec, fields: tuple[str, ...] = VECTOR_FIELDS) -> Any:
     if spec.index_type not in INDEX_BUILD_PARAMS:
         raise ValueError(
             f"milvus index type {spec.index_type!r} is not supported; "
             f"set CATSTREAM_MILVUS_INDEX_TYPE to one of {', '.join(INDEX_BUILD_PARAMS)}"
         )
     params = MilvusClient.prepare_index_params()
-    for field in VECTOR_FIELDS:
+    for field in fields:
         params.add_index(
             field_name=field,
             index_name=field,
@@ -135,6 +136,7 @@ def ensure_collection(client: MilvusClient, spec: CollectionSpec) -> None:
         if not client.has_collection(spec.name):
             _create(client, spec)
         _check_existing(client, spec)
+        _ensure_indexes(client, spec)
         client.load_collection(spec.name)
     except MilvusException as exc:
         raise RecoverableError("milvus", f"preparing collection {spec.name!r}: {exc}") from exc
@@ -160,6 +162,27 @@ def _create(client: MilvusClient, spec: CollectionSpec) -> None:
                 return
             if attempt == CREATE_ATTEMPTS:
                 raise
+
+
+def _ensure_indexes(client: MilvusClient, spec: CollectionSpec) -> None:
+    """Add the vector indexes a collection lacks.
+
+    pymilvus creates the collection and its index in two calls, so a creator that
+    fails between them (a lost race, a crash) leaves a collection with no index,
+    which every later starter would otherwise accept as it is.
+    """
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        missing = tuple(f for f in VECTOR_FIELDS if f not in client.list_indexes(spec.name))
+        if not missing:
+            return
+        try:
+            client.create_index(spec.name, build_index_params(spec, missing))
+            log.info("milvus_index_created", collection=spec.name, fields=list(missing))
+        except MilvusException:
+            # Someone else is adding the same index: look again after a pause.
+            if attempt == CREATE_ATTEMPTS:
+                raise
+            time.sleep(0.3 * attempt)
 
 
 def _check_existing(client: MilvusClient, spec: CollectionSpec) -> None:

@@ -32,6 +32,7 @@ from workers.milvus_collection import (
     TEXT_DIM,
     CollectionMismatch,
     CollectionSpec,
+    build_schema,
     connect,
     count_rows,
     ensure_collection,
@@ -338,6 +339,17 @@ def test_collection_creation_is_idempotent_under_a_race(topic_settings: Settings
     }
     assert {i["metric_type"] for i in indexes.values()} == {"COSINE"}
     assert set(indexes) == {"text_vector", "image_vector"}
+
+
+def test_a_collection_left_without_indexes_gets_them(topic_settings: Settings) -> None:
+    spec = CollectionSpec.from_settings(topic_settings)
+    client = connect(topic_settings)
+    # What a creator that failed between pymilvus's two calls leaves behind.
+    client.create_collection(spec.name, schema=build_schema(spec), consistency_level="Strong")
+    assert client.list_indexes(spec.name) == []
+    ensure_collection(client, spec)
+    assert set(client.list_indexes(spec.name)) == {"text_vector", "image_vector"}
+    assert count_rows(client, spec.name) == 0
 
 
 def test_a_collection_with_other_dimensions_is_refused_with_what_to_do(
