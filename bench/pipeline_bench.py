@@ -581,6 +581,8 @@ class Phase:
     # Seconds from the first publish until each end condition was first seen to hold
     # (polled every 0.2 s, in order: all predicted, sinks committed, stores hold all).
     conditions_s: dict[str, float] = field(default_factory=dict)
+    # The first worker's histogram means over the phase (batch sizes, Triton calls).
+    worker_means: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -659,6 +661,10 @@ class PipelineReport:
             *(
                 (f"paced, worker mean {label}", f"{mean:,.1f}")
                 for label, mean in lat.worker_means.items()
+            ),
+            *(
+                (f"end to end, worker mean {label}", f"{mean:,.1f}")
+                for label, mean in e2e.worker_means.items()
             ),
             (f"Triton-only ceiling ({best.name})", f"{best.products_per_s:,.1f} products/s"),
             ("end to end / Triton-only ceiling", f"{self.ratio_to_ceiling:.2f}"),
@@ -781,6 +787,7 @@ def run_phase(
     cpu_before = cpu_snapshot(worker, services)
     io_before = process_io(services.get("noida"))
     state_before = broker_state_mb(settings)
+    histograms_before = histogram_totals(worker.settings.metrics_port)
     started, started_ms = time.perf_counter(), time.time() * 1000
     publish_s = publish_events(settings, events)
     try:
@@ -803,6 +810,9 @@ def run_phase(
         broker_state_mb=(state_before, broker_state_mb(settings)),
         broker_io={k: io_after[k] - io_before[k] for k in io_after if k in io_before},
         conditions_s={k: round(t - started, 3) for k, t in watch.conditions.items()},
+        worker_means=histogram_means(
+            histograms_before, histogram_totals(worker.settings.metrics_port)
+        ),
     )
 
 
@@ -856,7 +866,11 @@ LATENCY_HISTOGRAMS = {
 def histogram_totals(metrics_port: int) -> dict[str, tuple[float, float]]:
     """(sum, count) of each worker histogram in ``LATENCY_HISTOGRAMS``, by its label."""
     url = f"http://127.0.0.1:{metrics_port}/metrics"
-    text = httpx.get(url, timeout=10).text
+    try:
+        text = httpx.get(url, timeout=10).text
+    except httpx.ConnectError:
+        # Before the warm-up the worker may not serve metrics yet: nothing counted so far.
+        return {}
     totals: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         prefix = LATENCY_HISTOGRAMS.get(family.name)

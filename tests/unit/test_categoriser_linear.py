@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from catstream.taxonomy import Taxonomy
@@ -29,7 +31,12 @@ from training.thresholds import (
     served_point,
     wilson_lower,
 )
-from triton_models.categoriser.features import ProductFields, TfidfFeatures
+from triton_models.categoriser.features import (
+    ProductFields,
+    TfidfFeatures,
+    char_wb_gram_count,
+    group_text,
+)
 from triton_models.categoriser.hierarchy import LabelSpace
 from triton_models.categoriser.in_domain import InDomain
 from triton_models.categoriser.metadata import FEATURES_FILE, NETWORK_FILE, ModelMetadata
@@ -81,6 +88,49 @@ def test_known_share_is_the_share_of_seen_character_grams() -> None:
     share = features.known_share([ProductFields(title="train"), ProductFields(title="xqzvw")])
     assert share[0] == 1.0
     assert share[1] < 0.2
+
+
+def test_transform_equals_scikit_learns_tfidf_and_the_analyzers_gram_shares() -> None:
+    train = [
+        ProductFields(title="Hornby steam locomotive", brand="Hornby", description="Boxed, OO"),
+        ProductFields(
+            title="Adult pirate costume  XL", brand="Smiffys", raw_category="Fancy Dress"
+        ),
+    ]
+    seen = [*train, ProductFields(title="Ünïcode İstanbul\tkite"), ProductFields(title="a b")]
+    features = TfidfFeatures.fit(train)
+    rows = features.transform(seen)
+    reference = sp.hstack(
+        [
+            v.transform([group_text(g, f) for f in seen]) * g.weight
+            for g, v in features_pairs(features)
+        ],
+        format="csr",
+    )
+    assert np.array_equal(rows.matrix.toarray(), reference.toarray())
+    analyzer = features_pairs(features)[1][1].build_analyzer()
+    vocabulary = set(features.groups[1].vocabulary)
+    for share, fields in zip(rows.known_share, seen, strict=True):
+        grams = analyzer(group_text(features.groups[1], fields))
+        assert share == np.float32(sum(g in vocabulary for g in grams) / len(grams))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
+    st.sampled_from([(2, 5), (1, 3), (3, 3)]),
+)
+def test_char_wb_gram_count_is_what_the_analyzer_yields(
+    text: str, ngram_range: tuple[int, int]
+) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range).build_analyzer()
+    assert char_wb_gram_count(text, ngram_range) == len(analyzer(text))
+
+
+def features_pairs(features: TfidfFeatures) -> list[tuple[Any, Any]]:
+    return list(zip(features.groups, features._vectorizers, strict=True))
 
 
 def test_empty_product_gets_one_zero_weight_feature() -> None:
