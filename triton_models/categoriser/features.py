@@ -11,6 +11,11 @@ Each field's features are weighted ``field_weight / sqrt(count)`` so that a
 long title does not drown the brand, and a product's sparse vector has a
 similar norm whatever its length. The output is what ``torch.nn.EmbeddingBag``
 takes: flat indices, per-product offsets and per-index weights.
+
+``TfidfFeatures`` is the vocabulary alternative the linear categoriser uses:
+scikit-learn's word 1–2-gram and char_wb 2–5-gram TF-IDF, fitted in training and
+stored beside the network. Serving counts each field group once and takes the
+share of grams the vocabulary knows (``known_share``) from those same counts.
 """
 
 from __future__ import annotations
