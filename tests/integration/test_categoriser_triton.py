@@ -21,7 +21,7 @@ from schemas.events import Prediction
 from training.dataset import product_fields
 from training.offline import normalise_lines
 from triton_models.categoriser.client import categorise, image_inputs
-from triton_models.categoriser.contract import request_inputs
+from triton_models.categoriser.contract import OUTPUTS, request_inputs
 from triton_models.categoriser.metadata import (
     load_metadata,
     model_dir,
@@ -83,7 +83,7 @@ def test_triton_scores_match_in_process_scores(
     async def through_triton() -> list[Any]:
         client = TritonClient.from_settings(stack)
         try:
-            return await categorise(client, products, images, metadata)
+            return await categorise(client, products, images, metadata, outputs=OUTPUTS)
         finally:
             await client.close()
 
@@ -95,6 +95,7 @@ def test_triton_scores_match_in_process_scores(
     assert probabilities.shape == local.probabilities.shape
     assert np.abs(probabilities - local.probabilities).max() < 1e-4
     assert np.abs(np.array([r.top_scores for r in remote]) - local.top_scores).max() < 1e-4
+    assert np.abs(np.stack([r.path_scores for r in remote]) - local.path_scores).max() < 1e-4
     assert [r.top_ids for r in remote] == local.top_ids.tolist()
     assert [r.predicted_id if r.predicted_id is not None else -1 for r in remote] == (
         local.predicted_id.tolist()
@@ -178,7 +179,6 @@ def test_bad_input_is_invalid_argument_not_internal(
 ) -> None:
     """A title that is not UTF-8 gets INVALID_ARG, so the stream dead-letters the product
     instead of retrying the batch forever (a plain TritonError is INTERNAL)."""
-    from triton_models.categoriser.contract import OUTPUTS
     from triton_models.triton_client import TritonRequestInvalid
 
     products = normalise_lines([("bad", {"product_id": "bad-1", "title": "a lamp"})])

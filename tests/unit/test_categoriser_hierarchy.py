@@ -148,6 +148,25 @@ def test_exported_predictions_are_hierarchy_consistent(
     assert out.probabilities.shape == (n, len(space))
     assert_consistent(space, out.probabilities, exported_predictor.metadata.scoring.thresholds)
     assert set(out.top_ids.reshape(-1).tolist()) <= set(space.leaf_ids)
+    # PATH_SCORES, which the stream reads instead of PROBABILITIES, are the same scores.
+    assert out.path_scores.shape == (n, space.depth)
+    for row, predicted in enumerate(out.predicted_id.tolist()):
+        chain = space.path_indices(space.index(predicted)) if predicted >= 0 else []
+        expected = np.zeros(space.depth, dtype=np.float32)
+        expected[: len(chain)] = out.probabilities[row, chain]
+        assert np.array_equal(out.path_scores[row], expected)
+
+
+def test_path_scores_follow_the_category_path_top_first(
+    taxonomy: Taxonomy, space: LabelSpace
+) -> None:
+    sneakers = taxonomy.by_path("Fashion > Shoes > Sneakers")
+    scores = np.arange(2 * len(space), dtype=np.float32).reshape(2, len(space))
+    out = space.path_scores(scores, np.asarray([sneakers, -1]))
+    chain = [space.index(c) for c in taxonomy.ancestors_and_self(sneakers)]
+    assert space.depth == 3
+    assert out[0].tolist() == scores[0, chain].tolist()
+    assert out[1].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_exported_network_matches_the_trained_module(tmp_path: Path, space: LabelSpace) -> None:

@@ -121,7 +121,8 @@ def test_the_infer_hop_validates_a_categorised_product_once(validations: Counter
     product = _decode(Message("products.normalised", 0, 0, b"p1", value.encode()))
     metadata: Any = SimpleNamespace(version=1, space=EverySpace())
     result = Categorised(
-        probabilities=np.array([0.9], dtype=np.float32),
+        probabilities=None,
+        path_scores=np.full(taxonomy.level(leaf), 0.9, dtype=np.float32),
         top_ids=[leaf, -1],
         top_scores=[0.9, 0.0],
         predicted_id=leaf,

@@ -9,7 +9,7 @@ category, the confidence and a margin-based uncertainty.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from catstream.taxonomy import Taxonomy
 from schemas.events import NormalisedProduct, Prediction
 from triton_models.categoriser.contract import (
     IMAGE_DIM,
+    STREAM_OUTPUTS,
     Categorised,
     ImageEmbeddings,
     build_prediction,
@@ -46,12 +47,14 @@ async def categorise(
     image_embeddings: NDArray[Any] | None,
     metadata: ModelMetadata,
     model: str = MODEL_NAME,
+    outputs: Sequence[str] = STREAM_OUTPUTS,
 ) -> list[CategoriserOutput]:
-    """One Triton call for the batch, pinned to ``metadata``'s version."""
+    """One Triton call for the batch, pinned to ``metadata``'s version; ``outputs``
+    adds PROBABILITIES when the caller reads every label's score."""
     if not products:
         return []
     images = image_inputs(len(products), image_embeddings)
-    return await categorise_batch(client, model, metadata.version, products, images)
+    return await categorise_batch(client, model, metadata.version, products, images, outputs)
 
 
 def margin_uncertainty(output: CategoriserOutput) -> float:

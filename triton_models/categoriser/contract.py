@@ -8,6 +8,7 @@ always read with the label map they were produced with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,14 +32,30 @@ class ImageEmbeddings:
     failed: list[bool]  # had an image URL, but no embedding came of it
 
 
-OUTPUTS = ["PROBABILITIES", "TOP_IDS", "TOP_SCORES", "PREDICTED_ID", "CONFIDENCE", "TEXT_EMBEDDING"]
+OUTPUTS = [
+    "PROBABILITIES",
+    "TOP_IDS",
+    "TOP_SCORES",
+    "PREDICTED_ID",
+    "CONFIDENCE",
+    "TEXT_EMBEDDING",
+    "PATH_SCORES",
+]
+# What the stream reads. PROBABILITIES holds a float per label (5,582 with the zero-shot
+# prior over the Google taxonomy: 22 KB a product through gRPC), and a prediction needs
+# only the scores of its accepted path, which PATH_SCORES carries (issue 10: ask only for
+# the outputs you read).
+STREAM_OUTPUTS = [name for name in OUTPUTS if name != "PROBABILITIES"]
 
 
 @dataclass(frozen=True)
 class Categorised:
     """The categoriser's answer for one product."""
 
-    probabilities: npt.NDArray[np.float32]  # label-map order, hierarchy-consistent
+    # Label-map order, hierarchy-consistent; None unless PROBABILITIES was asked for.
+    probabilities: npt.NDArray[np.float32] | None
+    # The scores of the accepted path, root first (zeros after its depth).
+    path_scores: npt.NDArray[np.float32]
     top_ids: list[int]
     top_scores: list[float]
     predicted_id: int | None  # deepest category passing its threshold
@@ -87,32 +104,30 @@ async def categorise(
     version: int,
     products: list[NormalisedProduct],
     images: ImageEmbeddings,
+    outputs: Sequence[str] = STREAM_OUTPUTS,
 ) -> list[Categorised]:
-    outputs = await triton.infer(
-        model, request_inputs(products, images), OUTPUTS, model_version=str(version)
+    answer = await triton.infer(
+        model, request_inputs(products, images), list(outputs), model_version=str(version)
     )
+    probabilities = answer.get("PROBABILITIES")
     results = []
     for row in range(len(products)):
-        predicted = int(outputs["PREDICTED_ID"][row][0])
+        predicted = int(answer["PREDICTED_ID"][row][0])
         results.append(
             Categorised(
-                probabilities=outputs["PROBABILITIES"][row],
-                top_ids=[int(v) for v in outputs["TOP_IDS"][row]],
-                top_scores=[float(v) for v in outputs["TOP_SCORES"][row]],
+                probabilities=None if probabilities is None else probabilities[row],
+                path_scores=answer["PATH_SCORES"][row],
+                top_ids=[int(v) for v in answer["TOP_IDS"][row]],
+                top_scores=[float(v) for v in answer["TOP_SCORES"][row]],
                 predicted_id=predicted if predicted >= 0 else None,
-                confidence=float(outputs["CONFIDENCE"][row][0]),
-                text_embedding=outputs["TEXT_EMBEDDING"][row],
+                confidence=float(answer["CONFIDENCE"][row][0]),
+                text_embedding=answer["TEXT_EMBEDDING"][row],
             )
         )
     return results
 
 
-def category_score(
-    taxonomy: Taxonomy, metadata: ModelMetadata, result: Categorised, category_id: int
-) -> CategoryScore:
-    """One category with the model's (hierarchy-consistent) score for it."""
-    space = metadata.space
-    score = float(result.probabilities[space.index(category_id)]) if category_id in space else 0.0
+def _category_score(taxonomy: Taxonomy, category_id: int, score: float) -> CategoryScore:
     # Built, not validated (scores are clamped here): the consumer of the event validates
     # it once, on receipt (issue 10: one validation per product per hop).
     return CategoryScore.model_construct(
@@ -130,7 +145,11 @@ def accepted_path(
     if result.predicted_id is None:
         return []
     ids = taxonomy.ancestors_and_self(result.predicted_id)
-    return [category_score(taxonomy, metadata, result, cid) for cid in ids]
+    scores = result.path_scores.tolist()
+    return [
+        _category_score(taxonomy, cid, scores[depth] if depth < len(scores) else 0.0)
+        for depth, cid in enumerate(ids)
+    ]
 
 
 def candidates(
@@ -138,12 +157,7 @@ def candidates(
 ) -> list[CategoryScore]:
     """The top-5 leaf candidates with their scores, best first."""
     return [
-        CategoryScore.model_construct(
-            id=cid,
-            path=taxonomy.path_str(cid),
-            score=min(1.0, max(0.0, score)),
-            level=taxonomy.level(cid),
-        )
+        _category_score(taxonomy, cid, score)
         for cid, score in zip(result.top_ids, result.top_scores, strict=True)
         if cid >= 0
     ]
@@ -166,7 +180,7 @@ def top_category(
     if path:
         return path[-1]
     if result.top_ids and result.top_ids[0] >= 0:
-        return category_score(taxonomy, metadata, result, result.top_ids[0])
+        return _category_score(taxonomy, result.top_ids[0], result.top_scores[0])
     return None
 
 

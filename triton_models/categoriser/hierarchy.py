@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,21 @@ class LabelSpace:
         while self.entries[chain[-1]].parent >= 0:
             chain.append(self.entries[chain[-1]].parent)
         return chain[::-1]
+
+    @cached_property
+    def depth(self) -> int:
+        """Levels of the deepest category (levels count from 1 at the top)."""
+        return max((e.level for e in self.entries), default=0)
+
+    def path_scores(self, scores: NDArray[Any], category_ids: NDArray[Any]) -> NDArray[Any]:
+        """float32 ``[n, depth]``: row i's ``scores`` along ``category_ids[i]``'s path, top
+        level first, zeros after its depth and for ids outside the label map (-1: none)."""
+        out = np.zeros((len(category_ids), self.depth), dtype=np.float32)
+        for row, category_id in enumerate(category_ids.tolist()):
+            if category_id in self._position:
+                chain = self.path_indices(self._position[category_id])
+                out[row, : len(chain)] = scores[row, chain]
+        return out
 
     def closure_vector(self, category_ids: Iterable[int]) -> NDArray[Any]:
         """0/1 vector over the label map: the categories and their ancestors."""

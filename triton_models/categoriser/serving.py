@@ -42,6 +42,7 @@ class BatchOutputs:
     predicted_id: NDArray[Any]  # int64 [n]
     confidence: NDArray[Any]  # float32 [n]
     text_embedding: NDArray[Any]  # float32 [n, 384]
+    path_scores: NDArray[Any]  # float32 [n, depth]: the predicted path's scores, top first
 
     def as_triton(self) -> dict[str, NDArray[Any]]:
         return {
@@ -51,6 +52,7 @@ class BatchOutputs:
             "PREDICTED_ID": self.predicted_id.reshape(-1, 1).astype(np.int64),
             "CONFIDENCE": self.confidence.reshape(-1, 1).astype(np.float32),
             "TEXT_EMBEDDING": self.text_embedding.astype(np.float32),
+            "PATH_SCORES": self.path_scores.astype(np.float32),
         }
 
 
@@ -152,4 +154,5 @@ class Predictor:
             predicted_id=decision.predicted,
             confidence=decision.confidence,
             text_embedding=text.reshape(n, TEXT_DIM).astype(np.float32),
+            path_scores=self.metadata.space.path_scores(scored.scores, decision.predicted),
         )
