@@ -6,7 +6,9 @@ and with image embeddings, against the Triton in the current settings.
 
 Titles come from the retail stand-in catalogue; "with images" sends L2-normalised
 1280-d embeddings with mask 1 (the categoriser's own cost; fetching and encoding
-images is the image_encoder's, benchmarked separately). Requests are sequential
+images is the image_encoder's, benchmarked separately). Each configuration runs twice:
+with the outputs the stream asks for (``STREAM_OUTPUTS``) and with ``OUTPUTS``, which adds
+PROBABILITIES (a float per label). Requests are sequential
 (one in flight), so products/s = batch size / latency. Triton's CPU per product (its
 process tree, python-backend stubs included, from /proc) is reported when Triton is the
 local stack's: unlike products/s, it barely moves when other work shares the machine.
@@ -28,6 +30,7 @@ from bench.text_encoder_bench import local_triton_pid, process_tree_cpu_s
 from catstream.settings import load_settings
 from schemas.events import NormalisedProduct
 from triton_models.categoriser.client import categorise
+from triton_models.categoriser.contract import OUTPUTS, STREAM_OUTPUTS
 from triton_models.categoriser.metadata import load_metadata
 from triton_models.triton_client import TritonClient
 
@@ -42,27 +45,32 @@ async def measure(
     images: bool,
     seconds: float,
     triton_pid: int | None = None,
-) -> dict[str, float]:
+    outputs: str = "stream",
+) -> dict[str, float | str]:
     rng = np.random.default_rng(0)
     vectors = None
     if images:
         vectors = rng.normal(size=(batch, 1280)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    await categorise(client, products[:batch], vectors, metadata)  # warm-up
+    names = OUTPUTS if outputs == "all" else STREAM_OUTPUTS
+    await categorise(client, products[:batch], vectors, metadata, outputs=names)  # warm-up
     done, requests, latencies = 0, 0, []
     cpu_before = process_tree_cpu_s(triton_pid) if triton_pid else 0.0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds or requests < 3:
         offset = (requests * batch) % max(1, len(products) - batch)
         t0 = time.perf_counter()
-        await categorise(client, products[offset : offset + batch], vectors, metadata)
+        await categorise(
+            client, products[offset : offset + batch], vectors, metadata, outputs=names
+        )
         latencies.append(time.perf_counter() - t0)
         done += batch
         requests += 1
     elapsed = time.perf_counter() - started
-    result = {
+    result: dict[str, float | str] = {
         "batch": batch,
         "images": images,
+        "outputs": outputs,
         "products_per_s": round(done / elapsed, 1),
         "p50_ms": round(1000 * float(np.median(latencies)), 1),
         "requests": requests,
@@ -73,7 +81,7 @@ async def measure(
     return result
 
 
-async def main_async(seconds: float) -> list[dict[str, float]]:
+async def main_async(seconds: float) -> list[dict[str, float | str]]:
     settings = load_settings()
     metadata = load_metadata(settings.model_repository)
     rows = make_catalogue(per_leaf=40, seed=11)
@@ -86,11 +94,13 @@ async def main_async(seconds: float) -> list[dict[str, float]]:
     try:
         for images in (False, True):
             for batch in BATCH_SIZES:
-                result = await measure(
-                    client, products, metadata, batch, images, seconds, triton_pid
-                )
-                print(json.dumps(result), flush=True)
-                results.append(result)
+                # Alternated in one run so the two compare on the same machine state.
+                for outputs in ("stream", "all"):
+                    result = await measure(
+                        client, products, metadata, batch, images, seconds, triton_pid, outputs
+                    )
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
     finally:
         await client.close()
     return results
