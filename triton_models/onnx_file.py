@@ -28,11 +28,8 @@ def write_onnx(
     opset: int,
 ) -> Path:
     """Export ``model`` traced on ``example`` to ``output`` atomically; returns the path."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp", dir=output.parent)
-    os.close(handle)
-    try:
+
+    def export(tmp_name: str) -> None:
         with torch.inference_mode(), warnings.catch_warnings():
             # The legacy exporter warns about itself and about traced shape arithmetic
             # (attention masks, padding slices); neither affects the result (the tests
@@ -51,6 +48,17 @@ def write_onnx(
                 do_constant_folding=True,
                 dynamo=False,
             )
+
+    return write_atomically(Path(output), export)
+
+
+def write_atomically(output: Path, write: Callable[[str], Any]) -> Path:
+    """``write(temporary name)`` beside ``output``, then rename it to ``output``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp", dir=output.parent)
+    os.close(handle)
+    try:
+        write(tmp_name)
         os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; Triton may run as another user
         os.replace(tmp_name, output)
     finally:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from catstream.progress import on_terminal
 from triton_models.categoriser.features import ProductFields
 from triton_models.text_encoder.encoder import EMBEDDING_DIM, sentence_encoder
+from triton_models.text_encoder.export import Precision
 
 TEXT_DIM = EMBEDDING_DIM
 # Sentences per progress-bar step: large enough that the bar costs nothing, small enough
@@ -40,14 +41,22 @@ class TextEncoder:
     GPU: ONNX Runtime's CUDA provider (onnxruntime-gpu), else torch in float16
     (:func:`triton_models.text_encoder.encoder.sentence_encoder`).
     ``threads`` bounds ONNX Runtime's intra-op threads (``None``: its default, one per core).
+    ``precision`` ``"int8"`` runs the quantised graph on a CPU (the categoriser's
+    ``text_precision`` parameter); training always embeds in float32.
     """
 
     def __init__(
-        self, device: str = "cpu", batch_size: int = 64, threads: int | None = None
+        self,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         self.device = device
         self.batch_size = batch_size
-        self._model = sentence_encoder(device, threads=threads, batch_size=batch_size)
+        self._model = sentence_encoder(
+            device, threads=threads, batch_size=batch_size, precision=precision
+        )
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> NDArray[Any]:
         if not sentences:
@@ -66,12 +75,14 @@ class TextEncoder:
         return self.encode([embedding_text(p) for p in products], progress=progress)
 
 
-_shared: dict[tuple[str, int | None], TextEncoder] = {}
+_shared: dict[tuple[str, int | None, Precision], TextEncoder] = {}
 
 
-def shared_encoder(device: str = "cpu", threads: int | None = None) -> TextEncoder:
-    """One encoder per device, thread count and process (loading takes a second)."""
-    key = (device, threads)
+def shared_encoder(
+    device: str = "cpu", threads: int | None = None, precision: Precision = "fp32"
+) -> TextEncoder:
+    """One encoder per device, thread count, precision and process (loading takes a second)."""
+    key = (device, threads, precision)
     if key not in _shared:
-        _shared[key] = TextEncoder(device=device, threads=threads)
+        _shared[key] = TextEncoder(device=device, threads=threads, precision=precision)
     return _shared[key]

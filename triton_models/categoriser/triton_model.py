@@ -7,7 +7,7 @@ tests use, so Triton's scores equal in-process scores.
 
 Contract (see ../config.pbtxt): TITLE, DESCRIPTION, BRAND, RAW_CATEGORY (BYTES [1]),
 IMAGE_EMBEDDING (FP32 [1280]), IMAGE_MASK (FP32 [1]) in; PROBABILITIES, TOP_IDS,
-TOP_SCORES, PREDICTED_ID, CONFIDENCE, TEXT_EMBEDDING out. Every request of a
+TOP_SCORES, PREDICTED_ID, CONFIDENCE, TEXT_EMBEDDING, PATH_SCORES out. Every request of a
 dynamic batch is scored in one pass; a request that cannot be decoded gets its
 own error and the others still succeed.
 """
@@ -80,14 +80,17 @@ class TritonPythonModel:
         from triton_models.categoriser.encoder import shared_encoder
         from triton_models.categoriser.features import ProductFields
         from triton_models.categoriser.serving import Predictor
+        from triton_models.text_encoder.export import parse_precision
 
         self.fields_type = ProductFields
+        # The config's text_precision (fp32 or int8); a wrong value fails the load, naming both.
+        precision = parse_precision(_parameter(config, "text_precision", "fp32"))
         # MiniLM runs on ONNX Runtime, which would otherwise take a thread per core.
-        encoder = shared_encoder(device, threads=threads)
+        encoder = shared_encoder(device, threads=threads, precision=precision)
         self.predictor = Predictor.load(version_dir, device=device, encoder=encoder)
         pb_utils.Logger.log_info(
             f"categoriser version {args['model_version']} ready: device={device} "
-            f"labels={len(self.predictor.metadata.space)}"
+            f"labels={len(self.predictor.metadata.space)} text_precision={precision}"
         )
 
     def _decode(self, request: Any) -> tuple[list[Any], NDArray[Any], NDArray[Any]]:

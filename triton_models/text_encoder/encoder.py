@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from triton_models.text_encoder.export import ONNX_INPUTS, ONNX_OUTPUT, cached_onnx, model_dir
+from triton_models.text_encoder.export import (
+    ONNX_INPUTS,
+    ONNX_OUTPUT,
+    Precision,
+    cached_onnx,
+    model_dir,
+)
 
 # The tokenizer's Rust thread pool would compete with ONNX Runtime's threads.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -173,11 +179,15 @@ def sentence_encoder(
     threads: int | None = None,
     batch_size: int = 64,
     onnx_path: Path | None = None,
+    precision: Precision = "fp32",
 ) -> MiniLM | TorchMiniLM:
     """MiniLM for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
     On a GPU: ONNX Runtime's CUDA provider where this onnxruntime has it
     (onnxruntime-gpu, the same graph as on CPU), else torch on CUDA, else the CPU.
+    ``precision`` ``"int8"`` takes the quantised graph on the CPU (export.py says what
+    it costs); a GPU always runs floating point, where int8 MatMuls would fall back to
+    the host.
     """
     if device.startswith("cuda"):
         import onnxruntime as ort
@@ -190,6 +200,8 @@ def sentence_encoder(
 
         if torch.cuda.is_available():
             return TorchMiniLM(device, batch_size=max(batch_size, 256))
+    if onnx_path is None and precision != "fp32":
+        onnx_path = cached_onnx(precision=precision)
     return MiniLM(onnx_path, threads=threads, providers=CPU_PROVIDERS, batch_size=batch_size)
 
 
