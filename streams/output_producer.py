@@ -66,13 +66,22 @@ class OutputProducer:
     """One librdkafka producer for an agent process, with a delivery thread."""
 
     def __init__(self, settings: Settings, producer: Any = None) -> None:
-        self.producer = producer or Producer(output_producer_config(settings))
+        self._settings = settings
+        self._producer = producer
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         # Filled by the delivery thread, emptied on the loop: deque appends and pops are
         # atomic, so no report is lost between the two threads.
         self._reports: deque[tuple[asyncio.Future[None], Any]] = deque()
+
+    @property
+    def producer(self) -> Any:
+        # Made on first use: librdkafka connects as soon as a producer exists, so an app
+        # that is built but never started (a CLI's --help, a unit test) opens no sockets.
+        if self._producer is None:
+            self._producer = Producer(output_producer_config(self._settings))
+        return self._producer
 
     def topic(self, name: str) -> OutputTopic:
         return OutputTopic(self, name)
@@ -110,7 +119,9 @@ class OutputProducer:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        remaining = self.producer.flush(timeout_s)
+        if self._producer is None:
+            return  # nothing was ever sent
+        remaining = self._producer.flush(timeout_s)
         if remaining:
             log.warning("outputs_not_delivered_at_close", records=remaining)
 

@@ -70,3 +70,29 @@ def test_a_fatal_producer_error_stops_the_process(stops: list[str]) -> None:
     assert isinstance(result, KafkaException)
     assert stops == ["stop"]
     assert "output_producer" in LIVENESS.stopping
+
+
+def test_the_librdkafka_producer_is_made_on_the_first_send(monkeypatch: Any) -> None:
+    # librdkafka connects as soon as a producer exists: an app built and never started
+    # (a unit test, a CLI's --help) must not keep dialling the broker.
+    made: list[dict[str, Any]] = []
+
+    def factory(config: dict[str, Any]) -> ScriptedProducer:
+        made.append(config)
+        return ScriptedProducer([None])
+
+    monkeypatch.setattr("streams.output_producer.Producer", factory)
+    output = OutputProducer(Settings())
+    topic = output.topic("products.normalised")
+    assert made == []
+
+    async def send_one() -> None:
+        await (await topic.send(key=b"k", value=b"v"))
+
+    try:
+        asyncio.run(asyncio.wait_for(send_one(), 10))
+    finally:
+        output.close()
+    assert len(made) == 1
+    OutputProducer(Settings()).close()  # closing an unused producer makes none
+    assert len(made) == 1
