@@ -153,7 +153,7 @@ def test_int8_graph_is_quantised_close_to_float32_and_cached(
 ) -> None:
     """The opt-in int8 graph: built once from the float32 one beside it, integer MatMuls,
     every embedding within a cosine of 0.97 of float32 (0.986 at worst on the dev
-    titles when measured), unit-norm, and nearly the same alone as in a batch."""
+    titles when measured), unit-norm, and the same alone as in a batch."""
     path = cached_onnx(tmp_path, precision="int8")
     assert path.name == onnx_file_name("int8") != onnx_file_name()
     assert (tmp_path / onnx_file_name()).is_file()
@@ -168,10 +168,10 @@ def test_int8_graph_is_quantised_close_to_float32_and_cached(
     assert cosines.min() > 0.97, cosines.min()
     assert cosines.mean() > 0.99, cosines.mean()
     np.testing.assert_allclose(np.linalg.norm(encoded, axis=1), 1.0, atol=1e-5)
-    # Activations are quantised per call, so a row depends a little on its batch-mates.
+    # Activations are quantised per call: the encoder runs one sentence per call, so a
+    # product's embedding (and its prediction) does not depend on its batch-mates.
     alone = np.concatenate([model.encode([sentences[i]]) for i in range(0, 400, 40)])
-    drift = _cosines(alone, encoded[0:400:40])
-    assert drift.min() > 0.98, drift.min()
+    np.testing.assert_allclose(alone, encoded[0:400:40], atol=1e-6)
 
 
 def test_an_unknown_precision_names_the_choices() -> None:

