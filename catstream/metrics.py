@@ -61,6 +61,11 @@ TRITON_ERRORS = Counter(
     ["model"],
     registry=REGISTRY,
 )
+PIPELINE_FALLBACKS = Counter(
+    "catstream_product_pipeline_fallbacks_total",
+    "Micro-batches product_pipeline failed on, sent as direct image_encoder + categoriser calls",
+    registry=REGISTRY,
+)
 # Kafka timestamp → outputs confirmed: what each hop adds to publish → prediction (the
 # stage histograms above time only the work, not the waits before it).
 RECORD_AGE_SECONDS = Histogram(

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     text_encoder_model: str = "text_encoder"
     image_encoder_model: str = "image_encoder"
     categoriser_model: str = "categoriser"
+    # One request per micro-batch: this model encodes the images and calls the categoriser
+    # on the server (BLS). Empty: the worker calls image_encoder, then categoriser itself.
+    product_pipeline_model: str = "product_pipeline"
 
     # --- Milvus --------------------------------------------------------------
     milvus_uri: str = "http://127.0.0.1:19530"

@@ -1,7 +1,9 @@
 """One micro-batch through the models: what to publish for each product.
 
 Pure orchestration over three collaborators (image embedder, categoriser call,
-review router) so the Faust agent only deals with Kafka. For each product:
+review router) so the Faust agent only deals with Kafka. A batch's images and text
+go to Triton in one ``product_pipeline`` request (image encoder → categoriser on the
+server), or as two direct calls when that model is off or fails. For each product:
 
 * a delete yields tombstones for its prediction and embeddings;
 * an unchanged product (same fingerprint) with a known last prediction skips
@@ -29,7 +31,7 @@ import orjson
 from catstream.backoff import retry_async
 from catstream.errors import InvalidMessage, RecoverableError
 from catstream.logs import get_logger
-from catstream.metrics import BATCH_SIZE, EVENTS, STAGE_SECONDS
+from catstream.metrics import BATCH_SIZE, EVENTS, PIPELINE_FALLBACKS, STAGE_SECONDS
 from catstream.settings import Settings
 from catstream.taxonomy import Taxonomy
 from schemas.events import (
@@ -40,7 +42,7 @@ from schemas.events import (
     ReviewItem,
 )
 from schemas.vectors import encode_vector
-from streams.image_embedding import ImageEmbedder, ImageEmbeddings
+from streams.image_embedding import FetchedImages, ImageEmbedder, ImageEmbeddings
 from streams.model_state import ModelState
 from streams.review import (
     ReviewCandidate,
@@ -49,7 +51,13 @@ from streams.review import (
     review_threshold,
     uncertainty,
 )
-from triton_models.categoriser.contract import Categorised, build_prediction, candidates, categorise
+from triton_models.categoriser.contract import (
+    Categorised,
+    build_prediction,
+    candidates,
+    categorise,
+    categorise_with_images,
+)
 from triton_models.categoriser.metadata import ModelMetadata
 from triton_models.triton_client import TritonRequestInvalid, TritonServerError, TritonUnavailable
 
@@ -182,8 +190,13 @@ class InferenceStep:
         """Each inferred product's outputs (by ``id(product)``); review items and dead
         letters go to ``out``."""
         metadata = await self._with_retries(lambda: self._metadata())
-        images = await self._with_retries(lambda: self.images.embed(products))
-        results = await self._categorise(products, images, metadata, out)
+        fetched = await self._with_retries(lambda: self.images.fetch(products))
+        answered = await self._through_pipeline(products, fetched, metadata)
+        if answered is not None:
+            results, images = answered
+        else:
+            images = await self._with_retries(lambda: self.images.encode(fetched, products))
+            results = await self._categorise(products, images, metadata, out)
         decisions = self.review.offer_batch(
             [self._review_candidate(product, result, metadata) for product, result in results]
         )
@@ -201,6 +214,42 @@ class InferenceStep:
 
     async def _metadata(self) -> ModelMetadata:
         return self.model.current()
+
+    async def _through_pipeline(
+        self, products: list[NormalisedProduct], fetched: FetchedImages, metadata: ModelMetadata
+    ) -> tuple[list[tuple[NormalisedProduct, Categorised]], ImageEmbeddings] | None:
+        """The batch in one ``product_pipeline`` request; None: make the direct calls.
+
+        Any answer but "unavailable" sends the batch the direct way (image_encoder, then
+        categoriser), whose errors say whose fault they are: through BLS every error of
+        the categoriser arrives as INTERNAL (triton-inference-server/server#7804), so a
+        product the categoriser rejects cannot be told from a server fault here. The
+        direct calls split such a batch and dead-letter the product; a missing or older
+        pipeline model costs one failed call per batch.
+        """
+        model = self.settings.product_pipeline_model
+        if not model:
+            return None
+        try:
+            results, images = await retry_async(
+                partial(
+                    categorise_with_images,
+                    self.triton,
+                    model,
+                    metadata.version,
+                    products,
+                    fetched.data,
+                ),
+                dependency="triton",
+                recoverable=(TritonUnavailable,),
+            )
+        except (TritonRequestInvalid, TritonServerError) as exc:
+            PIPELINE_FALLBACKS.inc()
+            log.warning("product_pipeline_failed_calling_models_directly", error=str(exc))
+            return None
+        failed = [a or b for a, b in zip(fetched.failed, images.failed, strict=True)]
+        both = ImageEmbeddings(images.vectors, images.mask, failed)
+        return list(zip(products, results, strict=True)), both
 
     async def _categorise(
         self,

@@ -144,8 +144,12 @@ class TritonClient:
         inputs: Mapping[str, npt.NDArray[Any]],
         outputs: Sequence[str],
         model_version: str = "",
+        parameters: Mapping[str, int | str] | None = None,
     ) -> dict[str, npt.NDArray[Any]]:
         """Run one inference; returns ``{output name: array}``.
+
+        ``parameters`` are the request's parameters (the model reads them, e.g. the
+        categoriser version ``product_pipeline`` is to score with).
 
         BYTES inputs are ``np.object_`` arrays of ``bytes``. Retries only
         unavailable/timeout/connection failures; see the module docstring.
@@ -173,6 +177,7 @@ class TritonClient:
                     model_version=model_version,
                     outputs=requested,
                     client_timeout=self.timeout_s,
+                    parameters=dict(parameters) if parameters else None,
                 )
             except (InferenceServerException, OSError) as exc:
                 TRITON_ERRORS.labels(model_name).inc()

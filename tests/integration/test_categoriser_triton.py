@@ -7,6 +7,7 @@ quality is measured by the benchmark, not here.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ from schemas.events import Prediction
 from training.dataset import product_fields
 from training.offline import normalise_lines
 from triton_models.categoriser.client import categorise, image_inputs
-from triton_models.categoriser.contract import OUTPUTS, request_inputs
+from triton_models.categoriser.contract import (
+    OUTPUTS,
+    ImageEmbeddings,
+    categorise_with_images,
+    request_inputs,
+)
+from triton_models.categoriser.contract import categorise as categorise_batch
 from triton_models.categoriser.metadata import (
     load_metadata,
     model_dir,
@@ -195,3 +202,78 @@ def test_bad_input_is_invalid_argument_not_internal(
 
     with pytest.raises(TritonRequestInvalid):
         asyncio.run(call())
+
+
+def _jpeg(colour: tuple[int, int, int]) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (200, 160), colour)
+    ImageDraw.Draw(image).ellipse((40, 30, 150, 130), fill=(250 - colour[0], 90, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_product_pipeline_answers_as_the_two_direct_calls(
+    stack: Settings, catalogue: dict[str, Path], trained: int
+) -> None:
+    """One product_pipeline request = image_encoder, then the pinned categoriser version."""
+    lines = [json.loads(line) for line in catalogue["test"].read_text().splitlines()]
+    products = normalise_lines([(f"pipe:{i}", row) for i, row in enumerate(lines[:6])])
+    images: list[bytes | None] = [_jpeg((200, 20, 20)), None, b"not an image", _jpeg((20, 180, 40))]
+    images += [None, _jpeg((30, 30, 220))]
+
+    async def both() -> tuple[Any, Any, Any, Any]:
+        client = TritonClient.from_settings(stack)
+        try:
+            piped = await categorise_with_images(
+                client, "product_pipeline", trained, products, images, OUTPUTS
+            )
+            rows = np.array([[data or b""] for data in images], dtype=np.object_)
+            encoded = await client.infer("image_encoder", {"IMAGE": rows}, ["EMBEDDING", "OK"])
+            ok = encoded["OK"].reshape(-1, 1).astype(np.float32)
+            direct_images = ImageEmbeddings(encoded["EMBEDDING"], ok, [False] * len(images))
+            direct = await categorise_batch(
+                client, "categoriser", trained, products, direct_images, OUTPUTS
+            )
+            return piped[0], piped[1], direct, direct_images
+        finally:
+            await client.close()
+
+    piped, piped_images, direct, direct_images = asyncio.run(both())
+    assert piped_images.failed == [False, False, True, False, False, False]
+    assert piped_images.mask.reshape(-1).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    assert np.abs(piped_images.vectors - direct_images.vectors).max() < 1e-5
+    for one, other in zip(piped, direct, strict=True):
+        assert one.top_ids == other.top_ids
+        assert one.predicted_id == other.predicted_id
+        assert np.abs(np.array(one.top_scores) - other.top_scores).max() < 1e-5
+        assert one.probabilities is not None
+        assert other.probabilities is not None
+        assert np.abs(one.probabilities - other.probabilities).max() < 1e-5
+        assert np.abs(one.text_embedding - other.text_embedding).max() < 1e-5
+
+
+def test_product_pipeline_scores_only_with_the_version_it_is_given(
+    stack: Settings, trained: int
+) -> None:
+    """No version or one Triton does not serve is an error, never "latest": the worker
+    reads the scores with its own version's label map."""
+    from triton_models.triton_client import TritonRequestInvalid, TritonServerError
+
+    products = normalise_lines([("v", {"product_id": "v-1", "title": "a wooden train set"})])
+    rows = request_inputs(products, None)
+    rows["IMAGE"] = np.array([[b""]], dtype=np.object_)
+
+    async def call(parameters: dict[str, int | str] | None) -> None:
+        client = TritonClient.from_settings(stack)
+        try:
+            await client.infer("product_pipeline", rows, ["TOP_IDS"], parameters=parameters)
+        finally:
+            await client.close()
+
+    with pytest.raises(TritonRequestInvalid, match="categoriser_version"):
+        asyncio.run(call(None))
+    with pytest.raises(TritonServerError, match="categoriser"):
+        asyncio.run(call({"categoriser_version": trained + 1000}))
+    asyncio.run(call({"categoriser_version": trained}))

@@ -1,13 +1,21 @@
-"""The inference step's paths that need no model: deletes and carried-forward predictions."""
+"""The inference step's paths that need no model: deletes, carried-forward predictions,
+and which Triton calls a batch makes (one product_pipeline request, or the direct ones)."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import pytest
+
+from catstream.metrics import PIPELINE_FALLBACKS
 from catstream.settings import Settings
 from schemas.events import NormalisedProduct, Prediction
+from streams.image_embedding import FetchedImages
 from streams.inference import BatchOutputs, InferenceStep
+from triton_models.triton_client import TritonRequestInvalid, TritonServerError
 
 LAST = Prediction(
     product_id="p",
@@ -128,3 +136,75 @@ def test_an_unchanged_event_whose_last_prediction_is_for_another_fingerprint_is_
     assert prediction is not None
     assert prediction.fingerprint == "g"
     assert not prediction.carried_forward
+
+
+class PipelineTriton:
+    """Answers ``product_pipeline`` as the model does, or fails with ``error``."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.calls: list[tuple[str, Any]] = []
+
+    async def infer(
+        self, model: str, inputs: Any, outputs: Any, model_version: str = "", parameters: Any = None
+    ) -> dict[str, Any]:
+        self.calls.append((model, parameters))
+        if self.error is not None:
+            raise self.error
+        rows = len(inputs["TITLE"])
+        ok = np.array([[bool(row[0])] for row in inputs["IMAGE"]])
+        return {
+            "TOP_IDS": np.full((rows, 5), 7),
+            "TOP_SCORES": np.full((rows, 5), 0.2, dtype=np.float32),
+            "PREDICTED_ID": np.full((rows, 1), 7),
+            "CONFIDENCE": np.full((rows, 1), 0.9, dtype=np.float32),
+            "TEXT_EMBEDDING": np.zeros((rows, 384), dtype=np.float32),
+            "PATH_SCORES": np.ones((rows, 2), dtype=np.float32),
+            "IMAGE_EMBEDDING": np.where(ok, 1.0, 0.0) * np.ones((rows, 1280), dtype=np.float32),
+            "IMAGE_OK": ok & np.array([[row[0] != b"junk"] for row in inputs["IMAGE"]]),
+        }
+
+
+def _pipeline_step(triton: PipelineTriton, model: str = "product_pipeline") -> InferenceStep:
+    none: Any = None
+    return InferenceStep(Settings(product_pipeline_model=model), none, none, none, none, triton)
+
+
+PRODUCTS = [NormalisedProduct(product_id=f"p{i}", title=f"toy {i}") for i in range(4)]
+# Fetched, none (no URL), fetch failed, fetched but does not decode.
+FETCHED = FetchedImages([b"jpeg", None, None, b"junk"], [False, False, True, False])
+METADATA: Any = SimpleNamespace(version=3)
+
+
+def test_the_batch_goes_to_triton_in_one_request_pinned_to_the_served_version() -> None:
+    triton = PipelineTriton()
+    answered = asyncio.run(_pipeline_step(triton)._through_pipeline(PRODUCTS, FETCHED, METADATA))
+    assert answered is not None
+    results, images = answered
+    assert triton.calls == [("product_pipeline", {"categoriser_version": 3})]
+    assert [product.product_id for product, _ in results] == ["p0", "p1", "p2", "p3"]
+    assert results[0][1].predicted_id == 7
+    # A fetch that failed and an image that did not decode are both flagged.
+    assert images.failed == [False, False, True, True]
+    assert images.mask.reshape(-1).tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "error", [TritonServerError("categoriser: INTERNAL"), TritonRequestInvalid("bad shape")]
+)
+def test_a_failing_pipeline_sends_the_batch_to_the_models_directly(error: Exception) -> None:
+    # Through BLS the categoriser's INVALID_ARG arrives as INTERNAL (server#7804): only
+    # the direct calls can tell a product the categoriser rejects from a server fault.
+    before = PIPELINE_FALLBACKS._value.get()
+    triton = PipelineTriton(error)
+    answered = asyncio.run(_pipeline_step(triton)._through_pipeline(PRODUCTS, FETCHED, METADATA))
+    assert answered is None
+    assert len(triton.calls) == 1  # not retried: the direct calls take over
+    assert PIPELINE_FALLBACKS._value.get() == before + 1
+
+
+def test_without_a_pipeline_model_the_worker_calls_the_models_itself() -> None:
+    triton = PipelineTriton()
+    step = _pipeline_step(triton, model="")
+    assert asyncio.run(step._through_pipeline(PRODUCTS, FETCHED, METADATA)) is None
+    assert triton.calls == []

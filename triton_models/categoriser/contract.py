@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,10 @@ OUTPUTS = [
 # only the scores of its accepted path, which PATH_SCORES carries (issue 10: ask only for
 # the outputs you read).
 STREAM_OUTPUTS = [name for name in OUTPUTS if name != "PROBABILITIES"]
+# ``product_pipeline`` (triton_models/repository/product_pipeline) answers with the image
+# encoder's outputs too, and scores with the categoriser version this parameter names.
+PIPELINE_IMAGE_OUTPUTS = ["IMAGE_EMBEDDING", "IMAGE_OK"]
+PIPELINE_VERSION_PARAMETER = "categoriser_version"
 
 
 @dataclass(frozen=True)
@@ -85,17 +90,19 @@ def raw_category_text(product: NormalisedProduct) -> str:
 
 
 def request_inputs(
-    products: list[NormalisedProduct], images: ImageEmbeddings
+    products: list[NormalisedProduct], images: ImageEmbeddings | None
 ) -> dict[str, npt.NDArray[np.generic]]:
-    """The model's inputs for a batch of normalised products."""
-    return {
+    """The model's inputs for a batch of normalised products (text only without ``images``)."""
+    inputs: dict[str, npt.NDArray[np.generic]] = {
         "TITLE": _text([p.title for p in products]),
         "DESCRIPTION": _text([p.description for p in products]),
         "BRAND": _text([p.brand for p in products]),
         "RAW_CATEGORY": _text([raw_category_text(p) for p in products]),
-        "IMAGE_EMBEDDING": images.vectors,
-        "IMAGE_MASK": images.mask,
     }
+    if images is not None:
+        inputs["IMAGE_EMBEDDING"] = images.vectors
+        inputs["IMAGE_MASK"] = images.mask
+    return inputs
 
 
 async def categorise(
@@ -109,9 +116,43 @@ async def categorise(
     answer = await triton.infer(
         model, request_inputs(products, images), list(outputs), model_version=str(version)
     )
+    return _read_answer(answer, len(products))
+
+
+async def categorise_with_images(
+    triton: TritonClient,
+    pipeline_model: str,
+    version: int,
+    products: list[NormalisedProduct],
+    images: Sequence[bytes | None],
+    outputs: Sequence[str] = STREAM_OUTPUTS,
+) -> tuple[list[Categorised], ImageEmbeddings]:
+    """One ``product_pipeline`` request: the image encoder, then categoriser ``version``.
+
+    ``images`` holds each product's encoded image, None where it has none. The
+    embeddings come back with the scores; ``failed`` marks the images that did not decode.
+    """
+    inputs = request_inputs(products, None)
+    inputs["IMAGE"] = np.array([[data or b""] for data in images], dtype=np.object_)
+    answer = await triton.infer(
+        pipeline_model,
+        inputs,
+        [*outputs, *PIPELINE_IMAGE_OUTPUTS],
+        parameters={PIPELINE_VERSION_PARAMETER: version},
+    )
+    ok = answer["IMAGE_OK"].reshape(-1)
+    embeddings = ImageEmbeddings(
+        vectors=answer["IMAGE_EMBEDDING"],
+        mask=ok.astype(np.float32).reshape(-1, 1),
+        failed=[data is not None and not bool(good) for data, good in zip(images, ok, strict=True)],
+    )
+    return _read_answer(answer, len(products)), embeddings
+
+
+def _read_answer(answer: dict[str, npt.NDArray[Any]], count: int) -> list[Categorised]:
     probabilities = answer.get("PROBABILITIES")
     results = []
-    for row in range(len(products)):
+    for row in range(count):
         predicted = int(answer["PREDICTED_ID"][row][0])
         results.append(
             Categorised(
