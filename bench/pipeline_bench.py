@@ -77,7 +77,7 @@ from streams.image_embedding import IMAGE_DIM, MAX_IMAGES_PER_REQUEST, ImageEmbe
 from streams.images import FetchedImage, ImageFetcher
 from streams.topics import create_topics
 from training.generated import train_on_generated
-from triton_models.categoriser.contract import categorise
+from triton_models.categoriser.contract import categorise, categorise_with_images
 from triton_models.categoriser.metadata import ModelVersionError, served_version
 from triton_models.triton_client import TritonClient
 from workers.elasticsearch_index import elasticsearch_client
@@ -494,21 +494,28 @@ async def triton_batched(
     batch: int,
     triton_pid: int | None,
     in_flight: int = 2,
+    pipeline: str = "",
 ) -> TritonRun:
-    """Images and categoriser in optimal batches, ``in_flight`` requests at once."""
+    """Images and categoriser in optimal batches, ``in_flight`` requests at once: two
+    calls per batch, or one ``pipeline`` (product_pipeline) request per batch."""
     async with TritonClient.from_settings(settings) as triton:
         await _categorise_all(settings, triton, version, products[:8], _no_images(8), 8, 1)
         cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
         started = time.perf_counter()
-        embeddings = await _encode_images(
-            triton, images, min(batch, MAX_IMAGES_PER_REQUEST), in_flight
-        )
-        encoded = time.perf_counter()
-        await _categorise_all(settings, triton, version, products, embeddings, batch, in_flight)
+        if pipeline:
+            await _pipeline_all(triton, pipeline, version, products, images, batch, in_flight)
+        else:
+            embeddings = await _encode_images(
+                triton, images, min(batch, MAX_IMAGES_PER_REQUEST), in_flight
+            )
+        encoded = started if pipeline else time.perf_counter()
+        if not pipeline:
+            await _categorise_all(settings, triton, version, products, embeddings, batch, in_flight)
         done = time.perf_counter()
     cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0
+    via = f"{pipeline}, " if pipeline else ""
     return TritonRun(
-        name=f"Triton only, batch {batch}, {in_flight} in flight",
+        name=f"Triton only, {via}batch {batch}, {in_flight} in flight",
         products=len(products),
         batch_size=batch,
         seconds=round(done - started, 3),
@@ -517,6 +524,25 @@ async def triton_batched(
         categorise_s=round(done - encoded, 3),
         triton_cpu_s=round(cpu, 2),
     )
+
+
+async def _pipeline_all(
+    triton: TritonClient,
+    pipeline: str,
+    version: int,
+    products: list[NormalisedProduct],
+    images: list[bytes | None],
+    batch: int,
+    in_flight: int,
+) -> None:
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(start: int) -> None:
+        part = slice(start, start + batch)
+        async with gate:
+            await categorise_with_images(triton, pipeline, version, products[part], images[part])
+
+    await asyncio.gather(*(one(s) for s in range(0, len(products), batch)))
 
 
 def _no_images(n: int) -> ImageEmbeddings:
@@ -531,24 +557,30 @@ async def triton_naive(
     products: list[NormalisedProduct],
     images: list[bytes | None],
     triton_pid: int | None,
+    pipeline: str = "",
 ) -> TritonRun:
-    """One product at a time: its image (batch 1), then the categoriser (batch 1)."""
+    """One product at a time: its image (batch 1), then the categoriser (batch 1); or
+    one ``pipeline`` request per product."""
     image_s = categorise_s = 0.0
     calls: list[float] = []
     async with TritonClient.from_settings(settings) as triton:
         cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
         for product, image in zip(products, images, strict=True):
             started = time.perf_counter()
-            embedding = await _encode_images(triton, [image], 1, 1)
-            encoded = time.perf_counter()
-            await categorise(triton, settings.categoriser_model, version, [product], embedding)
+            if pipeline:
+                await categorise_with_images(triton, pipeline, version, [product], [image])
+                encoded = started
+            else:
+                embedding = await _encode_images(triton, [image], 1, 1)
+                encoded = time.perf_counter()
+                await categorise(triton, settings.categoriser_model, version, [product], embedding)
             image_s += encoded - started
             categorise_s += time.perf_counter() - encoded
             calls.append(1000 * (time.perf_counter() - started))
     cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0
     seconds = image_s + categorise_s
     return TritonRun(
-        name="naive: one product per call, sequential",
+        name=f"naive: one product per {pipeline + ' ' if pipeline else ''}call, sequential",
         products=len(products),
         batch_size=1,
         seconds=round(seconds, 3),
@@ -617,6 +649,7 @@ class PipelineReport:
     machine_after: dict[str, Any]
     settings: dict[str, Any]
     idle_cpu_per_s: dict[str, float] = field(default_factory=dict)  # per process, idle
+    naive_runs: list[TritonRun] = field(default_factory=list)  # each way; ``naive``: the faster
 
     def latency_goal_ms(self) -> float:
         """Issue 10's p99 bound: at half the maximum rate a micro-batch holds about one
@@ -678,6 +711,14 @@ class PipelineReport:
             (
                 "re-published feed, publish → last prediction",
                 f"{again.predicted_products_per_s:,.1f} products/s",
+            ),
+            *(
+                (
+                    f"{run.name}",
+                    f"{run.products_per_s:,.1f} products/s, Triton CPU "
+                    f"{1000 * run.triton_cpu_s / max(run.products, 1):,.1f} ms per product",
+                )
+                for run in [*self.ceiling, *self.naive_runs]
             ),
             *(
                 (f"CPU per product, re-published, {name}", f"{ms:,.2f} ms")
@@ -993,12 +1034,20 @@ def run_pipeline_bench(
     if not options.keep_data:
         delete_run_data(settings)
     triton_pid = services.get("triton")
+    # Both ways of calling Triton (two calls per batch, or one product_pipeline request):
+    # the ceiling is the faster, and so is the naive pipeline the stream is held to.
+    ways = ["", settings.product_pipeline_model] if settings.product_pipeline_model else [""]
     ceiling = [
-        asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid))
+        asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid, 2, way))
+        for way in ways
         for b in options.ceiling_batches
     ]
     n = options.naive_products
-    naive = asyncio.run(triton_naive(settings, version, products[:n], fetched[:n], triton_pid))
+    naive_runs = [
+        asyncio.run(triton_naive(settings, version, products[:n], fetched[:n], triton_pid, way))
+        for way in ways
+    ]
+    naive = max(naive_runs, key=lambda run: run.products_per_s)
     assert worker.peak is not None
     extra = {_process_name(s) for s in sinks}
     peaks = [
@@ -1015,6 +1064,7 @@ def run_pipeline_bench(
         latency=report["latency"],
         ceiling=ceiling,
         naive=naive,
+        naive_runs=naive_runs,
         peaks=peaks,
         profile=report["profile"],
         ratio_to_ceiling=round(e2e.products_per_s / best, 3),
