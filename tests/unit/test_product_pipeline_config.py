@@ -27,4 +27,3 @@ def test_the_pipeline_takes_the_categorisers_text_and_answers_its_outputs() -> N
         assert _tensors(config, "input") == [*text_inputs, "IMAGE"], config
         assert _tensors(config, "output") == [*OUTPUTS, *PIPELINE_IMAGE_OUTPUTS], config
     assert _tensors(categoriser, "output") == OUTPUTS
-
