@@ -1036,7 +1036,7 @@ def run_pipeline_bench(
     triton_pid = services.get("triton")
     # Both ways of calling Triton (two calls per batch, or one product_pipeline request):
     # the ceiling is the faster, and so is the naive pipeline the stream is held to.
-    ways = ["", settings.product_pipeline_model] if settings.product_pipeline_model else [""]
+    ways = ["", settings.product_pipeline_model or "product_pipeline"]
     ceiling = [
         asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid, 2, way))
         for way in ways

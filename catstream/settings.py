@@ -119,9 +119,12 @@ class Settings(BaseSettings):
     text_encoder_model: str = "text_encoder"
     image_encoder_model: str = "image_encoder"
     categoriser_model: str = "categoriser"
-    # One request per micro-batch: this model encodes the images and calls the categoriser
-    # on the server (BLS). Empty: the worker calls image_encoder, then categoriser itself.
-    product_pipeline_model: str = "product_pipeline"
+    # One request per micro-batch: this model ("product_pipeline") encodes the images and
+    # calls the categoriser on the server (BLS). Empty, the default: the worker calls
+    # image_encoder, then categoriser itself. On the local 2-core stack the pipeline was
+    # 4-13% slower end to end (bench/README, session 18); it saves a round trip and the
+    # upload of every image vector, which counts where Triton is across a network.
+    product_pipeline_model: str = ""
 
     # --- Milvus --------------------------------------------------------------
     milvus_uri: str = "http://127.0.0.1:19530"

@@ -275,6 +275,40 @@ def test_triton_outage_delays_but_loses_nothing(
         worker.stop()
 
 
+def test_one_product_pipeline_request_per_batch_gives_images_and_predictions(
+    settings: Settings, tmp_path: Path, images: ImageServer
+) -> None:
+    """The worker with CATSTREAM_PRODUCT_PIPELINE_MODEL set: every batch's images are
+    encoded on the server, and not one batch fell back to the direct calls."""
+    piped = settings.model_copy(update={"product_pipeline_model": "product_pipeline"})
+    requests_before = _pipeline_requests(piped)
+    create_topics(piped)
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(piped, log, "--sinks").start()
+    try:
+        _run_feed(piped, tmp_path, images, 200, seed=17)
+        publish_sentinels(piped)
+        current = _wait_until_everything_landed(piped)
+        _assert_one_current_prediction_each(piped, current)
+        embeddings = latest_by_key(read_topic(piped, "embeddings", idle_s=2))
+        with_image = [e for e in embeddings.values() if e and e["image_embedding"]]
+        assert len(f32le(with_image[0]["image_embedding"])) == 1280
+        predictions = latest_by_key(read_topic(piped, "predictions", idle_s=2))
+        assert any(p and p["image_failed"] for p in predictions.values())  # the 404s and HTML
+    finally:
+        worker.stop()
+    assert "product_pipeline_failed" not in log.read_text()
+    assert _pipeline_requests(piped) > requests_before
+
+
+def _pipeline_requests(settings: Settings) -> int:
+    """Successful product_pipeline requests Triton has answered (its statistics API)."""
+    url = f"{settings.triton_http_url}/v2/models/product_pipeline/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        stats = json.load(response)["model_stats"]
+    return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+
+
 def _health(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
