@@ -526,6 +526,11 @@ async def triton_batched(
     )
 
 
+async def _served(settings: Settings, model: str) -> bool:
+    async with TritonClient.from_settings(settings) as triton:
+        return await triton.is_ready(model)
+
+
 async def _pipeline_all(
     triton: TritonClient,
     pipeline: str,
@@ -1036,7 +1041,8 @@ def run_pipeline_bench(
     triton_pid = services.get("triton")
     # Both ways of calling Triton (two calls per batch, or one product_pipeline request):
     # the ceiling is the faster, and so is the naive pipeline the stream is held to.
-    ways = ["", settings.product_pipeline_model or "product_pipeline"]
+    pipeline = settings.product_pipeline_model or "product_pipeline"
+    ways = ["", pipeline] if asyncio.run(_served(settings, pipeline)) else [""]
     ceiling = [
         asyncio.run(triton_batched(settings, version, products, fetched, b, triton_pid, 2, way))
         for way in ways
