@@ -502,14 +502,14 @@ async def triton_batched(
         await _categorise_all(settings, triton, version, products[:8], _no_images(8), 8, 1)
         cpu = tree_cpu_seconds(triton_pid) if triton_pid else 0.0
         started = time.perf_counter()
-        if pipeline:
+        if pipeline:  # one request per batch: no separate image phase to time
             await _pipeline_all(triton, pipeline, version, products, images, batch, in_flight)
+            encoded = started
         else:
             embeddings = await _encode_images(
                 triton, images, min(batch, MAX_IMAGES_PER_REQUEST), in_flight
             )
-        encoded = started if pipeline else time.perf_counter()
-        if not pipeline:
+            encoded = time.perf_counter()
             await _categorise_all(settings, triton, version, products, embeddings, batch, in_flight)
         done = time.perf_counter()
     cpu = (tree_cpu_seconds(triton_pid) - cpu) if triton_pid else 0.0

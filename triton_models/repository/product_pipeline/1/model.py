@@ -15,9 +15,10 @@ Contract (see ../config.pbtxt):
 - outputs: whichever of the categoriser's outputs the client asks for, plus
   ``IMAGE_EMBEDDING`` (zeros where there was no image) and ``IMAGE_OK``.
 
-A categoriser error is returned as this request's error with the same code, so the
-client's split-and-dead-letter path (INVALID_ARG) and its retries (UNAVAILABLE,
-NOT_FOUND while a version loads) behave exactly as with direct calls.
+A categoriser or image-encoder error becomes this request's error, with the code BLS
+gives it. In Triton 2.51 that code is always INTERNAL (triton-inference-server/server#7804:
+a BLS response loses its error code), so the worker sends a failed batch through the
+direct calls, which keep the codes its split-and-dead-letter path needs.
 
 It holds no weights and runs no model: it waits on the other two. Two instances let
 two micro-batches be in flight, as the worker sends them (``max_batches_in_flight``).
