@@ -409,6 +409,16 @@ def onnx_encoder(onnx_file: Path) -> ImageEncoder:
     return ImageEncoder("onnx", onnx_path=onnx_file, num_threads=2)
 
 
+def test_onnx_threads_sleep_between_runs_unless_told_to_spin(onnx_file: Path) -> None:
+    # Spinning intra-op threads cost ~4 ms CPU per image on shared cores (bench/README).
+    def spinning(encoder: ImageEncoder) -> str:
+        options = encoder._session.get_session_options()
+        return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
+
+    assert spinning(ImageEncoder("onnx", onnx_path=onnx_file, num_threads=2)) == "0"
+    assert spinning(ImageEncoder("onnx", onnx_path=onnx_file, spin_wait=True)) == "1"
+
+
 def test_onnx_export_has_dynamic_batch(onnx_file: Path) -> None:
     model = onnx.load(str(onnx_file))
     onnx.checker.check_model(model)

@@ -39,6 +39,7 @@ EMBEDDING_OUTPUT = "EMBEDDING"
 OK_OUTPUT = "OK"
 DEFAULT_THREADS = "1"
 DEFAULT_ONNX_FILE = "model.onnx"
+DEFAULT_SPINNING = "false"
 
 
 def _parameter(config: dict[str, Any], key: str, default: str) -> str:
@@ -74,6 +75,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         threads = int(_parameter(config, "intra_op_threads", DEFAULT_THREADS))
+        spinning = _parameter(config, "intra_op_spinning", DEFAULT_SPINNING).lower() == "true"
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             # onnxruntime-gpu in production; a CPU-only wheel falls back to CPU.
@@ -85,10 +87,12 @@ class TritonPythonModel:
             num_threads=threads,
             providers=providers,
             max_batch=int(config.get("max_batch_size") or 64),
+            spin_wait=spinning,
         )
         self.logger = pb_utils.Logger
         self.logger.log_info(
-            f"image_encoder ready: onnx={onnx_path} threads={threads} providers={providers}"
+            f"image_encoder ready: onnx={onnx_path} threads={threads} spinning={spinning} "
+            f"providers={providers}"
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
