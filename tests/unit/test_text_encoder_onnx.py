@@ -125,6 +125,12 @@ def test_in_process_encoder_is_the_onnx_graph(
     np.testing.assert_allclose(encoder.encode(sentences), reference, atol=1e-4)
 
 
+def test_onnx_threads_sleep_between_runs(onnx_file: Path) -> None:
+    # Spinning intra-op threads take CPU the stream needs on shared cores (bench/README).
+    options = MiniLM(onnx_file, threads=2)._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_torch_network_equals_the_onnx_graph(
     sentences: list[str], reference: NDArray[np.float32]
 ) -> None:

@@ -52,6 +52,10 @@ def _session(onnx_path: Path, threads: int | None, providers: Sequence[str]) -> 
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # Idle intra-op threads sleep instead of spinning: on shared cores the spin is CPU the
+    # stream needs (2 threads at batch 2 beside two busy processes: 20 -> 12 ms CPU a call,
+    # no slower; bench/README, session 19).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # A provider this onnxruntime build lacks (CUDA on a CPU wheel) is skipped, never fatal.
     usable = [name for name in providers if name in ort.get_available_providers()]
