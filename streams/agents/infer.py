@@ -163,6 +163,9 @@ class InferAgent:
 
     async def _take(self, stream: Any, pending: asyncio.Queue[_Pending]) -> None:
         within = self.settings.batch_max_wait_ms / 1000
+        # No early cut when quiet (the normalise agent's normalise_quiet_ms): here the window
+        # gathers products into fewer Triton calls. Cut early, each categoriser call took
+        # twice as long (39-46 -> 73-81 ms mean) and the paced p99 went 199-206 -> 331-529 ms.
         async for events in take_batches(stream, self.settings.take_max_events, within):
             admitted = await self._admit(list(events))
             for batch in self._triton_batches(admitted):

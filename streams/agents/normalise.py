@@ -258,7 +258,8 @@ def register_normalise_agent(app: faust.App, settings: Settings) -> NormaliseSte
         # noack + explicit ack: an event is acked only once its output was delivered,
         # never by the iterator's cleanup when the agent is cancelled mid-batch.
         within = settings.batch_max_wait_ms / 1000
-        async for events in take_batches(stream, settings.take_max_events, within):
+        quiet = settings.normalise_quiet_ms / 1000
+        async for events in take_batches(stream, settings.take_max_events, within, quiet):
             handled = []
             for event in events:
                 message = event.message

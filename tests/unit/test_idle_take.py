@@ -108,3 +108,49 @@ def test_the_stand_in_wakes_up_like_faust_without_the_wrapper() -> None:
     stream, batches = _run(wrapped=False)
     assert stream.expired_waits > 0
     assert batches == [["a"], ["b"]]
+
+
+def _timed_batches(
+    arrivals_s: list[float], within: float, quiet: float
+) -> list[tuple[float, list[float]]]:
+    """(when yielded, arrival times) of the batches of events put at ``arrivals_s``."""
+    stream = FaustLikeStream()
+    batches: list[tuple[float, list[float]]] = []
+    started = 0.0
+
+    async def feed(started: float) -> None:
+        loop = asyncio.get_running_loop()
+        for at in arrivals_s:
+            await asyncio.sleep(max(0.0, started + at - loop.time()))
+            await stream.put(at)
+
+    async def take() -> None:
+        async for batch in take_batches(stream, 1000, within, quiet):
+            batches.append((asyncio.get_running_loop().time() - started, list(batch)))
+
+    async def run() -> None:
+        nonlocal started
+        taking = asyncio.ensure_future(take())
+        await asyncio.sleep(0.01)
+        started = asyncio.get_running_loop().time()
+        await feed(started)
+        await asyncio.sleep(within + 0.2)
+        taking.cancel()
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+    return batches
+
+
+def test_a_caught_up_take_yields_once_quiet_not_after_the_whole_window() -> None:
+    # Two events, then nothing: without ``quiet`` they would wait the whole 2 s window.
+    [(yielded_s, batch)] = _timed_batches([0.0, 0.001], within=2.0, quiet=0.02)
+    assert batch == [0.0, 0.001]
+    assert yielded_s < 1.0
+
+
+def test_events_arriving_faster_than_quiet_keep_filling_the_batch() -> None:
+    # An event every 5 ms for 0.2 s with quiet 50 ms: batches are cut by the window.
+    arrivals = [i * 0.005 for i in range(40)]
+    batches = _timed_batches(arrivals, within=0.1, quiet=0.05)
+    assert [at for _, batch in batches for at in batch] == arrivals
+    assert len(batches) <= 3, [len(batch) for _, batch in batches]
