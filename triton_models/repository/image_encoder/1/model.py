@@ -59,6 +59,14 @@ def _as_bytes(row: object) -> bytes:
     return b""
 
 
+def _flag(config: dict[str, Any], key: str, default: str) -> bool:
+    """A "true"/"false" parameter; anything else fails the load, naming the choices."""
+    value = _parameter(config, key, default).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f'image_encoder parameter {key} is {value!r}; set "true" or "false"')
+    return value == "true"
+
+
 def _onnx_path(args: dict[str, str], file_name: str) -> Path:
     """The exported graph, created in the version dir (or a temp dir if read-only)."""
     version_dir = Path(args["model_repository"]) / args["model_version"]
@@ -75,7 +83,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         threads = int(_parameter(config, "intra_op_threads", DEFAULT_THREADS))
-        spinning = _parameter(config, "intra_op_spinning", DEFAULT_SPINNING).lower() == "true"
+        spinning = _flag(config, "intra_op_spinning", DEFAULT_SPINNING)
         providers = ["CPUExecutionProvider"]
         if args.get("model_instance_kind") == "GPU":
             # onnxruntime-gpu in production; a CPU-only wheel falls back to CPU.
