@@ -34,6 +34,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from triton_models.onnx_session import onnx_session
+
 IMAGE_SIZE = 224
 EMBEDDING_DIM = 1280
 PIXEL_MEAN = 127.0
@@ -182,27 +184,12 @@ def build_torch_model(weights_path: Path | None = None) -> LiteFeatures:
 def _onnx_session(
     onnx_path: Path, num_threads: int | None, providers: list[str], spin_wait: bool
 ) -> Any:
-    import onnxruntime as ort
-
     if not onnx_path.exists():
         raise FileNotFoundError(
             f"ONNX image encoder not found at {onnx_path}; create it with "
             "`python -m triton_models.image_encoder.export --output PATH`"
         )
-    options = ort.SessionOptions()
-    if num_threads:
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-    # Idle intra-op threads spin for a while before sleeping. On a host whose cores are
-    # shared (worker, broker, sinks, other models) that spin is CPU taken from them:
-    # measured +4 ms CPU per image with two busy processes beside it, and no faster.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # A provider this onnxruntime build lacks (CUDA on a CPU wheel) is skipped, never fatal.
-    usable = [name for name in providers if name in ort.get_available_providers()]
-    return ort.InferenceSession(
-        str(onnx_path), sess_options=options, providers=usable or ["CPUExecutionProvider"]
-    )
+    return onnx_session(onnx_path, num_threads, providers, spin_wait=spin_wait)
 
 
 class ImageEncoder:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from triton_models.onnx_session import CPU_PROVIDERS, onnx_session
 from triton_models.text_encoder.export import (
     ONNX_INPUTS,
     ONNX_OUTPUT,
@@ -36,32 +37,12 @@ from triton_models.text_encoder.export import (
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 EMBEDDING_DIM = 384
-CPU_PROVIDERS = ["CPUExecutionProvider"]
 GPU_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 # What one more ONNX call costs, in padded token rows. On CPU a call's fixed cost is about
 # that of a few tokens, far below the padding it saves. On a GPU, padding is almost free
 # and each call pays its kernel launches, so there a run is cut only for a large saving.
 CALL_COST_TOKENS = 8
 GPU_CALL_COST_TOKENS = 2048
-
-
-def _session(onnx_path: Path, threads: int | None, providers: Sequence[str]) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    # Idle intra-op threads sleep instead of spinning: on shared cores the spin is CPU the
-    # stream needs (2 threads at batch 2 beside two busy processes: 20 -> 12 ms CPU a call,
-    # no slower; bench/README, session 19).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # A provider this onnxruntime build lacks (CUDA on a CPU wheel) is skipped, never fatal.
-    usable = [name for name in providers if name in ort.get_available_providers()]
-    return ort.InferenceSession(
-        str(onnx_path), sess_options=options, providers=usable or CPU_PROVIDERS
-    )
 
 
 def _tokenizer(model_path: Path) -> Any:
@@ -132,7 +113,7 @@ class MiniLM(_Encoder):
         self.onnx_path: Path | None = onnx_path or cached_onnx()
         self.batch_size = batch_size
         self._tokenizer = _tokenizer(model_dir())
-        self._session = _session(self.onnx_path, threads, providers)
+        self._session = onnx_session(self.onnx_path, threads, providers)
         self.providers: list[str] = list(self._session.get_providers())
         on_gpu = self.providers[0] == "CUDAExecutionProvider"
         self.call_cost = GPU_CALL_COST_TOKENS if on_gpu else CALL_COST_TOKENS
