@@ -142,15 +142,17 @@ def _timed_batches(
 
 
 def test_a_caught_up_take_yields_once_quiet_not_after_the_whole_window() -> None:
-    # Two events, then nothing: without ``quiet`` they would wait the whole 2 s window.
-    [(yielded_s, batch)] = _timed_batches([0.0, 0.001], within=2.0, quiet=0.02)
-    assert batch == [0.0, 0.001]
-    assert yielded_s < 1.0
+    # Two events at once, then nothing: without ``quiet`` they would wait the whole 3 s
+    # window. (Quiet is 0.2 s so that a loaded machine's stall cannot split the two.)
+    [(yielded_s, batch)] = _timed_batches([0.0, 0.0], within=3.0, quiet=0.2)
+    assert batch == [0.0, 0.0]
+    assert yielded_s < 1.5
 
 
 def test_events_arriving_faster_than_quiet_keep_filling_the_batch() -> None:
-    # An event every 5 ms for 0.2 s with quiet 50 ms: batches are cut by the window.
-    arrivals = [i * 0.005 for i in range(40)]
-    batches = _timed_batches(arrivals, within=0.1, quiet=0.05)
+    # An event every 5 ms for 0.6 s with quiet 0.1 s: batches are cut by the 0.3 s window,
+    # not by the quiet checks between (cut at each check, there would be 6 or more).
+    arrivals = [i * 0.005 for i in range(120)]
+    batches = _timed_batches(arrivals, within=0.3, quiet=0.1)
     assert [at for _, batch in batches for at in batch] == arrivals
     assert len(batches) <= 3, [len(batch) for _, batch in batches]
