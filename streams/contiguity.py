@@ -28,7 +28,7 @@ from typing import Any
 from catstream.liveness import LIVENESS
 from catstream.logs import get_logger
 from catstream.metrics import EVENTS
-from streams.offset_tracking import seek
+from streams.offset_tracking import committed_offset, seek
 
 log = get_logger(__name__)
 
@@ -73,20 +73,28 @@ class PartitionContiguity:
         return await self._on_gap(consumer, tp, expected, offset)
 
     async def _start_without_commit(self, consumer: Any, tp: Any) -> int | None:
-        """Where a partition without a known committed offset starts: its earliest offset.
+        """Where a partition Faust knows no committed offset for starts.
 
         Faust forgets a partition's committed offset when it is revoked and learns it
-        again on assignment, and a broker restart can lose a commit. Taking the first
-        record that arrives as the start (as before) let the chaos run accept a record
-        hundreds of offsets past the commit, and faust then committed that run: 640
-        normalised events were never inferred. Starting at the earliest offset only
-        re-processes (at least once). Faust is told the same, so it commits only a run
+        again on assignment, so after a quick second rebalance an event can arrive
+        before Faust knows the commit. The broker still holds it: start there. Before,
+        the agent started at the earliest offset, and a restarted normalise worker
+        re-published its whole first feed (a record at the offset that last published
+        it is a replay, so it is published again).
+
+        Only where the group has no commit (a new group, or a broker restart lost it)
+        does the partition start at its earliest offset. Taking the first record that
+        arrives as the start (as before) let the chaos run accept a record hundreds of
+        offsets past the commit, and faust then committed that run: 640 normalised
+        events were never inferred. Faust is told the start, so it commits only a run
         that starts there (``streams.offset_tracking.new_offset``).
         """
         try:
-            start = (await consumer.earliest_offsets(tp)).get(tp)
+            start = await committed_offset(consumer, tp)
+            if start is None:
+                start = (await consumer.earliest_offsets(tp)).get(tp)
         except Exception as exc:  # broker unreachable: decide on a later record
-            log.info("earliest_offset_unavailable", topic=tp.topic, error=str(exc))
+            log.info("start_offset_unavailable", topic=tp.topic, error=str(exc))
             return None
         if start is None:
             return None

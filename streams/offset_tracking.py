@@ -85,6 +85,20 @@ async def seek(consumer: Any, tp: Any, offset: int) -> None:
     await thread.call_thread(consumer.seek, tp, offset)
 
 
+async def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The group's committed offset for ``tp`` as the broker holds it (None: no commit).
+
+    Asked on the thread that owns the aiokafka consumer, as ``seek`` is; a consumer
+    with no thread of its own (the unit tests' fakes) is asked directly.
+    """
+    thread = getattr(consumer, "_thread", None)
+    if thread is None:
+        offset = await consumer.committed(tp)
+    else:
+        offset = await thread.call_thread(thread._ensure_consumer().committed, tp)
+    return None if offset is None or offset < 0 else int(offset)
+
+
 async def _seek_back(consumer: Any, first_dropped: dict[Any, int]) -> None:
     for tp, offset in first_dropped.items():
         try:

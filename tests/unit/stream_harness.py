@@ -75,9 +75,14 @@ class MemoryConsumer:
     _committed_offset: dict[Any, int | None] = field(default_factory=dict)
     seeks: list[tuple[Any, int]] = field(default_factory=list)
     earliest: int = 0  # every partition's first offset
+    # What the broker holds for the group (Faust's ``_committed_offset`` may lack it).
+    broker_commits: dict[Any, int] = field(default_factory=dict)
 
     async def earliest_offsets(self, *partitions: Any) -> dict[Any, int]:
         return {tp: self.earliest for tp in partitions}
+
+    async def committed(self, tp: Any) -> int | None:
+        return self.broker_commits.get(tp)
 
     async def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp, offset))

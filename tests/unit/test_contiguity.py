@@ -39,6 +39,17 @@ def test_an_unknown_commit_never_starts_the_run_at_whatever_record_arrives() -> 
     assert _admit(contiguity, consumer, 0, 1) == [True, True]
 
 
+def test_a_commit_faust_forgot_is_read_back_from_the_broker() -> None:
+    # Suite run: after a quick second rebalance faust had no committed offset for a
+    # partition the group had committed at 10. Starting at the earliest offset made the
+    # restarted normalise worker publish its first feed again.
+    contiguity = PartitionContiguity("normalise")
+    consumer = MemoryConsumer(earliest=0, broker_commits={TP0: 10})
+    assert _admit(contiguity, consumer, 10, 11) == [True, True]
+    assert consumer.seeks == []
+    assert consumer._committed_offset[TP0] == 10
+
+
 def test_the_committed_offset_is_the_next_one_to_handle_and_duplicates_are_dropped() -> None:
     contiguity = PartitionContiguity("normalise")
     consumer = MemoryConsumer(_committed_offset={TP0: 10})
@@ -107,6 +118,15 @@ class _ConsumerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.commits: dict[Any, int] = {}  # aiokafka's committed(), asked on the thread
+        self.committed_threads: list[threading.Thread] = []
+
+    def _ensure_consumer(self) -> _ConsumerThread:
+        return self  # stands in for the aiokafka consumer this thread owns
+
+    async def committed(self, tp: Any) -> int | None:
+        self.committed_threads.append(threading.current_thread())
+        return self.commits.get(tp)
 
     async def call_thread(self, fun: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         future: Any = asyncio.run_coroutine_threadsafe(fun(*args), self.loop)
@@ -142,3 +162,14 @@ def test_a_refetch_seeks_on_the_consumer_thread() -> None:
         consumer._thread.close()
     assert consumer.seeks == [(TP0, 1), (TP0, 1)]
     assert consumer.seek_threads == [consumer._thread.thread] * 2
+
+
+def test_the_broker_commit_is_asked_on_the_consumer_thread() -> None:
+    contiguity, consumer = PartitionContiguity("infer"), _ThreadedConsumer(earliest=0)
+    consumer._thread.commits[TP0] = 7
+    try:
+        assert _admit(contiguity, consumer, 7) == [True]
+    finally:
+        consumer._thread.close()
+    assert consumer._thread.committed_threads == [consumer._thread.thread]
+    assert consumer.seeks == []
