@@ -135,6 +135,14 @@ IMAGE_FETCH_BYTES = Histogram(
     buckets=(1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7),
 )
 
+IMAGE_VECTOR_CACHE = Counter(
+    "catstream_image_vector_cache_total",
+    "Fetched images looked up among recently encoded ones (hit: not sent to the image "
+    "encoder), by outcome",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
 # --- same-product matching (issue 12) ---------------------------------------
 OFFER_GROUP_SIZES = Histogram(
     "catstream_offer_group_size",

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     image_fetch_timeout_s: float = 3.0
     image_max_bytes: int = 5_000_000
     image_allow_private: bool = False
+    image_vector_cache_entries: int = Field(
+        default=4096,
+        ge=0,
+        description="Image vectors the worker keeps by the image's content (5 KiB each), so "
+        "a changed product whose image did not change skips the image encoder; 0: none",
+    )
     deadletter_max_ratio: float = Field(
         default=0.9,
         description="Stop loudly when more than this share of a window is dead-lettered",

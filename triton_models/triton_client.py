@@ -146,7 +146,21 @@ class TritonClient:
         model_version: str = "",
         parameters: Mapping[str, int | str] | None = None,
     ) -> dict[str, npt.NDArray[Any]]:
-        """Run one inference; returns ``{output name: array}``.
+        """Run one inference; returns ``{output name: array}`` (see ``infer_versioned``)."""
+        answer, _ = await self.infer_versioned(
+            model_name, inputs, outputs, model_version, parameters
+        )
+        return answer
+
+    async def infer_versioned(
+        self,
+        model_name: str,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str],
+        model_version: str = "",
+        parameters: Mapping[str, int | str] | None = None,
+    ) -> tuple[dict[str, npt.NDArray[Any]], str]:
+        """Run one inference; returns ``{output name: array}`` and the version that answered.
 
         ``parameters`` are the request's parameters (the model reads them, e.g. the
         categoriser version ``product_pipeline`` is to score with).
@@ -187,7 +201,8 @@ class TritonClient:
                 last_error = exc
                 continue
             TRITON_SECONDS.labels(model_name).observe(time.perf_counter() - started)
-            return {name: result.as_numpy(name) for name in outputs}
+            answer = {name: result.as_numpy(name) for name in outputs}
+            return answer, result.get_response().model_version
         assert last_error is not None  # the loop ran at least once and every attempt failed
         raise self._final_error(TritonUnavailable, model_name, last_error) from last_error
 
