@@ -119,11 +119,9 @@ class ImageEmbedder:
         for start in range(0, len(items), MAX_IMAGES_PER_REQUEST):
             chunk = items[start : start + MAX_IMAGES_PER_REQUEST]
             images = np.array([[data] for _, data in chunk], dtype=np.object_)
-            outputs, version = await self.triton.infer_versioned(
-                self.model, {"IMAGE": images}, ["EMBEDDING", "OK"]
-            )
+            outputs = await self.triton.infer(self.model, {"IMAGE": images}, ["EMBEDDING", "OK"])
             for row, (digest, _) in enumerate(chunk):
                 vector = outputs["EMBEDDING"][row] if bool(outputs["OK"][row][0]) else None
                 answers[digest] = vector
-                self.cache.put(digest, vector, version)
+                self.cache.put(digest, vector, outputs.model_version)
         return answers

@@ -103,6 +103,12 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class InferAnswer(dict[str, npt.NDArray[Any]]):
+    """An inference's outputs by name, and the model version that answered."""
+
+    model_version: str = ""
+
+
 class TritonClient:
     """Async gRPC client for one Triton server. Create inside or outside a loop; close it."""
 
@@ -145,21 +151,7 @@ class TritonClient:
         outputs: Sequence[str],
         model_version: str = "",
         parameters: Mapping[str, int | str] | None = None,
-    ) -> dict[str, npt.NDArray[Any]]:
-        """Run one inference; returns ``{output name: array}`` (see ``infer_versioned``)."""
-        answer, _ = await self.infer_versioned(
-            model_name, inputs, outputs, model_version, parameters
-        )
-        return answer
-
-    async def infer_versioned(
-        self,
-        model_name: str,
-        inputs: Mapping[str, npt.NDArray[Any]],
-        outputs: Sequence[str],
-        model_version: str = "",
-        parameters: Mapping[str, int | str] | None = None,
-    ) -> tuple[dict[str, npt.NDArray[Any]], str]:
+    ) -> InferAnswer:
         """Run one inference; returns ``{output name: array}`` and the version that answered.
 
         ``parameters`` are the request's parameters (the model reads them, e.g. the
@@ -201,8 +193,9 @@ class TritonClient:
                 last_error = exc
                 continue
             TRITON_SECONDS.labels(model_name).observe(time.perf_counter() - started)
-            answer = {name: result.as_numpy(name) for name in outputs}
-            return answer, result.get_response().model_version
+            answer = InferAnswer({name: result.as_numpy(name) for name in outputs})
+            answer.model_version = result.get_response().model_version
+            return answer
         assert last_error is not None  # the loop ran at least once and every attempt failed
         raise self._final_error(TritonUnavailable, model_name, last_error) from last_error
 

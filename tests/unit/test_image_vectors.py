@@ -11,6 +11,7 @@ from catstream.settings import Settings
 from schemas.events import NormalisedProduct
 from streams.image_embedding import FetchedImages, ImageEmbedder, ImageEmbeddings
 from streams.image_vectors import ImageVectorCache, image_digest
+from triton_models.triton_client import InferAnswer
 
 
 class EncoderTriton:
@@ -20,14 +21,14 @@ class EncoderTriton:
         self.version = version
         self.sent: list[list[bytes]] = []  # the images of every request
 
-    async def infer_versioned(
-        self, model: str, inputs: Any, outputs: Any, *_: Any
-    ) -> tuple[dict[str, Any], str]:
+    async def infer(self, model: str, inputs: Any, outputs: Any, *_: Any) -> InferAnswer:
         images = [row[0] for row in inputs["IMAGE"]]
         self.sent.append(images)
         vectors = np.array([np.full(1280, len(data) + 10 * int(self.version)) for data in images])
         ok = np.array([[data != b"junk"] for data in images])
-        return {"EMBEDDING": vectors.astype(np.float32), "OK": ok}, self.version
+        answer = InferAnswer({"EMBEDDING": vectors.astype(np.float32), "OK": ok})
+        answer.model_version = self.version
+        return answer
 
 
 def _embedder(triton: EncoderTriton, entries: int = 16) -> ImageEmbedder:
