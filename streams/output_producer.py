@@ -127,16 +127,22 @@ class OutputProducer:
 
     def _started(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            # The producer is made here, before the delivery thread exists, and the thread
+            # polls that one. When both threads made it on first use, each could make its
+            # own: the loop produced on one, the thread polled the other, and when the
+            # first was dropped its records' futures never completed. The agent waited on
+            # them for good (a suite run: 250 records lost with the dropped producer).
+            producer = self.producer
             self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(
-                target=self._poll_forever, name="output-deliveries", daemon=True
+                target=self._poll_forever, args=(producer,), name="output-deliveries", daemon=True
             )
             self._thread.start()
         return self._loop
 
-    def _poll_forever(self) -> None:
+    def _poll_forever(self, producer: Any) -> None:
         while not self._stopping.is_set():
-            self.producer.poll(_POLL_S)
+            producer.poll(_POLL_S)
             if self._reports and self._loop is not None and not self._loop.is_closed():
                 try:
                     self._loop.call_soon_threadsafe(self._deliver_reports)

@@ -96,3 +96,30 @@ def test_the_librdkafka_producer_is_made_on_the_first_send(monkeypatch: Any) -> 
     assert len(made) == 1
     OutputProducer(Settings()).close()  # closing an unused producer makes none
     assert len(made) == 1
+
+
+def test_the_delivery_thread_polls_the_producer_the_records_went_to(monkeypatch: Any) -> None:
+    # Suite run: the delivery thread and the loop each made a producer on first use; the
+    # records went to one, the thread polled the other, and when the first was dropped
+    # (250 records in its queue) their futures never completed and the agent waited for
+    # good. A slow constructor makes that interleaving all but certain on the old code.
+    made: list[ScriptedProducer] = []
+
+    def slow_factory(config: dict[str, Any]) -> ScriptedProducer:
+        time.sleep(0.2)
+        made.append(ScriptedProducer([None] * 3))
+        return made[-1]
+
+    monkeypatch.setattr("streams.output_producer.Producer", slow_factory)
+    output = OutputProducer(Settings())
+    topic = output.topic("products.normalised")
+
+    async def send_three() -> None:
+        deliveries = [await topic.send(key=b"k", value=b"v") for _ in range(3)]
+        await asyncio.gather(*deliveries)
+
+    try:
+        asyncio.run(asyncio.wait_for(send_three(), 10))
+    finally:
+        output.close()
+    assert len(made) == 1
