@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     # (session 19). Off by default: with 3, two of three clean-clone suites had a normalise
     # worker stall or re-publish after a restart (CHANGELOG, session 19). The re-publish was
     # a start at the earliest offset after a quick rebalance, fixed in session 20
-    # (streams.contiguity); the stall is not explained yet.
+    # (streams.contiguity). The stall looks like the producer race fixed then too
+    # (streams.output_producer): turn it on once clean-clone suites confirm that.
     normalise_quiet_ms: int = Field(
         default=0,
         ge=0,
