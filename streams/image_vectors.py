@@ -1,9 +1,9 @@
 """Recently encoded images' vectors, by the image's content, for one encoder version.
 
-A changed product usually keeps its image: a retitled or re-described product, a
-price change that moved a categorisation field, or the variants of one product
-(sizes, colours) that share a photo. Encoding the same bytes again gives the same
-vector, so the image encoder runs only for bytes it has not seen recently.
+A changed product usually keeps its image (a retitled or re-described product), and
+the variants of one product (sizes, colours) often share a photo. Encoding the same
+bytes again gives the same vector, so the image encoder runs only for bytes it has not
+seen recently.
 
 Keyed by a digest of the bytes, never by URL: a CDN may serve new bytes at an old
 URL, and then the digest differs. Each vector belongs to the image encoder
